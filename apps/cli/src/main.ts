@@ -1,0 +1,98 @@
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { headCalibrationModule, importCalibrationBundle, InvalidBundleError, loadHeadCalibrationConfig, readBundleDir } from '@caliber/head-calibration';
+import { ConfigError, createDatabase, loadPlatformConfig, runMigrations, type QueueName } from '@caliber/platform';
+import { preflight, PreflightError } from './preflight.ts';
+import { DEFAULT_WORKER_GROUPS, localApiKey, superviseProcesses, workerGroups } from './start.ts';
+
+const USAGE = `Usage: caliber <command>
+
+  start                         migrate, then run the gateway and the worker processes
+  migrate                       create the database if needed and apply migrations
+  calibration import <dir>      install a calibration bundle (<model>/heads/<head>-calibration.json)
+`;
+
+const say = (message: string) => console.log(`[caliber] ${message}`);
+
+async function migrate(): Promise<void> {
+  const config = loadPlatformConfig({ ...process.env, NODE_ENV: process.env.NODE_ENV ?? 'development', CALIBER_API_KEY: process.env.CALIBER_API_KEY ?? 'not-needed-to-migrate' });
+  const { createdDatabase } = await preflight(config);
+  if (createdDatabase) say(`created database ${new URL(config.DATABASE_URL).pathname.slice(1)}`);
+  await runMigrations(config.DATABASE_URL);
+  say('migrations applied');
+}
+
+async function start(): Promise<number> {
+  if (existsSync('.env')) process.loadEnvFile('.env');
+  const env = { ...process.env };
+  if (!env.CALIBER_API_KEY) {
+    const { key, generated } = localApiKey();
+    env.CALIBER_API_KEY = key;
+    say(`${generated ? 'generated an' : 'using the'} admin API key in .caliber/api-key (set CALIBER_API_KEY to choose your own): ${key}`);
+  }
+  // Every setting is checked here, so a wrong value stops start-up before any process is launched.
+  const config = loadPlatformConfig(env);
+  const heads = loadHeadCalibrationConfig(env);
+  const modules = [headCalibrationModule(heads)];
+
+  const { createdDatabase } = await preflight(config);
+  if (createdDatabase) say(`created database ${new URL(config.DATABASE_URL).pathname.slice(1)}`);
+  await runMigrations(config.DATABASE_URL);
+  say('migrations applied');
+
+  const withProcessors = new Set<QueueName>(modules.flatMap((m) => (m.jobs ?? []).map((j) => j.definition.queue)));
+  const groups = workerGroups(env.WORKER_GROUPS || DEFAULT_WORKER_GROUPS, withProcessors);
+  say(`starting gateway on :${config.PORT} and ${groups.length} worker process(es): ${groups.map((g) => g.join(',')).join(' | ')}`);
+  say(`Bull Board: http://localhost:${config.PORT}/admin/queues · calibration API ${heads.CALIBRATE_HEADS ? 'enabled' : 'disabled (CALIBRATE_HEADS=false)'}`);
+  return superviseProcesses({ env, groups, shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS, log: say });
+}
+
+async function importBundle(dir: string | undefined): Promise<number> {
+  if (!dir) {
+    console.error(USAGE);
+    return 2;
+  }
+  const config = loadPlatformConfig({ ...process.env, CALIBER_API_KEY: process.env.CALIBER_API_KEY ?? 'not-needed-for-import' });
+  const heads = loadHeadCalibrationConfig();
+  const { db, close } = createDatabase(config.DATABASE_URL, { max: 2, applicationName: 'caliber-cli' });
+  try {
+    const installed = await importCalibrationBundle(db, heads.MODELS_DIR, await readBundleDir(resolve(dir)));
+    for (const i of installed) say(`installed ${i.model_name}/${i.head_name} v${i.version} → ${i.path}`);
+    say(`${installed.length} reference calibration(s) installed`);
+    return 0;
+  } catch (err) {
+    if (err instanceof InvalidBundleError) {
+      console.error(`[caliber] ${err.message}:`);
+      for (const p of err.problems) console.error(`  ${p.file}: ${p.message}`);
+      return 2;
+    }
+    throw err;
+  } finally {
+    await close();
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'start':
+      return start();
+    case 'migrate':
+      await migrate();
+      return 0;
+    case 'calibration':
+      if (rest[0] === 'import') return importBundle(rest[1]);
+      break;
+  }
+  console.error(USAGE);
+  return command === undefined || command === '--help' || command === '-h' ? 0 : 2;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    if (err instanceof ConfigError || err instanceof PreflightError) console.error(`[caliber] ${err.message}`);
+    else console.error(err);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,70 @@
+import {
+  adminAuth,
+  bullBoard,
+  createGatewayMetrics,
+  createRouter,
+  errorBody,
+  JobWaiter,
+  loginRoutes,
+  onError,
+  onNotFound,
+  platformRoutes,
+  type DomainModule,
+  type GatewayContext,
+  type PlatformContext,
+} from '@caliber/platform';
+import { bodyLimit } from 'hono/body-limit';
+import { requestId } from 'hono/request-id';
+
+/** Routes anyone may call: probes, the API description and the login form. */
+const PUBLIC_PATHS = new Set(['/healthz', '/readyz', '/openapi.json', '/docs', '/login', '/logout']);
+
+export const MAX_BODY_BYTES = 10 * 1024 * 1024;
+
+/** The HTTP gateway: platform routes, Bull Board and every domain module's routes behind auth. */
+export function createGateway(platform: PlatformContext, modules: DomainModule[]) {
+  const waiter = new JobWaiter({ connection: platform.blockingRedis, config: platform.config, queues: platform.queues, pool: platform.pool });
+  const ctx: GatewayContext = { ...platform, waiter };
+  const metrics = createGatewayMetrics({ queues: platform.queues, redis: platform.redis, config: platform.config });
+  const schedules = modules.flatMap((m) => m.schedules?.() ?? []);
+  const auth = adminAuth(platform.config.CALIBER_API_KEY);
+
+  const app = createRouter();
+  app.use('*', requestId());
+  app.use('*', async (c, next) => {
+    const log = platform.log.child({ requestId: c.get('requestId') });
+    c.set('log', log);
+    const started = performance.now();
+    await next();
+    log.info({ method: c.req.method, path: c.req.path, status: c.res.status, ms: Math.round(performance.now() - started) }, 'request');
+  });
+  app.use('*', metrics.middleware);
+  app.use(
+    '*',
+    bodyLimit({
+      maxSize: MAX_BODY_BYTES,
+      onError: (c) => c.json(errorBody('payload_too_large', `Request body is over ${MAX_BODY_BYTES} bytes`), 413),
+    }),
+  );
+  app.use('*', (c, next) => (PUBLIC_PATHS.has(c.req.path) ? next() : auth(c, next)));
+
+  app.route('/', loginRoutes(platform.config.CALIBER_API_KEY));
+  app.route('/', platformRoutes(ctx, { schedules, metrics }));
+  app.route('/admin/queues', bullBoard(ctx));
+  for (const module of modules) {
+    const routes = module.routes?.(ctx);
+    if (routes) app.route('/', routes);
+  }
+
+  app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
+  app.doc31('/openapi.json', {
+    openapi: '3.1.0',
+    info: { title: 'Caliber', version: '0.1.0', description: 'Calibration, re-tagging and model-quality jobs.' },
+  });
+  app.onError(onError);
+  app.notFound(onNotFound);
+
+  return { app, ctx, close: () => waiter.close() };
+}
+
+export type Gateway = ReturnType<typeof createGateway>;

@@ -1,0 +1,17 @@
+import { headCalibrationModule } from '@caliber/head-calibration';
+import { createPlatform, loadPlatformConfig, onShutdownSignal, runMain } from '@caliber/platform';
+import { parseQueuesArg, startWorkerProcess } from './worker.ts';
+
+runMain(async () => {
+  const config = loadPlatformConfig();
+  const queues = parseQueuesArg(process.argv.slice(2));
+  const modules = [headCalibrationModule()];
+  const platform = createPlatform(config, { name: `worker${queues ? `-${queues.join('+')}` : ''}` });
+  const running = await startWorkerProcess(platform, modules, { queues });
+
+  onShutdownSignal(platform.log, async () => {
+    const { forced } = await running.close(config.SHUTDOWN_TIMEOUT_MS);
+    platform.log.info({ forced }, 'workers stopped');
+    await platform.close();
+  });
+});

@@ -1,0 +1,42 @@
+import { jobHandler, type DomainModule } from '@caliber/platform';
+import { runHeadCalibration } from './calibrate-heads.ts';
+import { loadHeadCalibrationConfig, type HeadCalibrationConfig } from './config.ts';
+import { calibrateHeadsJob, updateReferenceJob } from './jobs.ts';
+import { headCalibrationRoutes } from './routes.ts';
+import { updateHeadReference } from './update-reference.ts';
+
+export { loadHeadCalibrationConfig, type HeadCalibrationConfig } from './config.ts';
+export { calibrateHeadsJob, updateReferenceJob } from './jobs.ts';
+export { runHeadCalibration, decodeFloat8Array, type CalibrationResult } from './calibrate-heads.ts';
+export { importCalibrationBundle, readBundleDir, validateBundle, InvalidBundleError } from './import-bundle.ts';
+export { ingestLibraryFiles } from './library.ts';
+export { referenceCalibrationPath, versionedCalibrationPath } from './calibration-files.ts';
+
+/** Head calibration: library ingest, calibration runs, reference updates, bundle import. */
+export function headCalibrationModule(config: HeadCalibrationConfig = loadHeadCalibrationConfig()): DomainModule {
+  return {
+    name: 'head-calibration',
+    routes: (ctx) => headCalibrationRoutes(ctx, config),
+    jobs: [
+      jobHandler(calibrateHeadsJob, (_payload, job) =>
+        runHeadCalibration(job.platform, config, {
+          jobId: job.job.id ?? '',
+          causedBy: job.causedBy,
+          log: job.log,
+          progress: (p) => job.job.updateProgress(p),
+        }),
+      ),
+      jobHandler(updateReferenceJob, (payload, job) => updateHeadReference(job.platform.db, config, payload, job.log)),
+    ],
+    schedules: () => [
+      {
+        id: 'calibrate-heads',
+        description: 'Head calibration run over the whole library (CALIBRATION_CRON, development mode only)',
+        job: calibrateHeadsJob,
+        payload: { requested_by: 'schedule' },
+        pattern: config.CALIBRATE_HEADS ? config.CALIBRATION_CRON : undefined,
+        tz: process.env.TZ ?? 'UTC',
+      },
+    ],
+  };
+}

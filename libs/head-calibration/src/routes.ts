@@ -1,0 +1,285 @@
+import {
+  ApiError,
+  createRouter,
+  errorBody,
+  errorSchema,
+  jobAccepted,
+  jobAcceptedSchema,
+  respondAfterWait,
+  waitQuerySchema,
+  type AppEnv,
+  type GatewayContext,
+} from '@caliber/platform';
+import { createRoute, z } from '@hono/zod-openapi';
+import { sql } from 'drizzle-orm';
+import type { MiddlewareHandler } from 'hono';
+import { referenceCalibrationPath } from './calibration-files.ts';
+import type { HeadCalibrationConfig } from './config.ts';
+import { importCalibrationBundle, InvalidBundleError, readBundleDir, type BundleEntry } from './import-bundle.ts';
+import { calibrateHeadsJob } from './jobs.ts';
+import { ingestLibraryFiles, ingestRequestSchema, libraryFileSchema, loadLibraryFiles } from './library.ts';
+
+const json = <T extends z.ZodType>(schema: T, description: string) => ({
+  description,
+  content: { 'application/json': { schema } },
+});
+const errors = {
+  400: json(errorSchema, 'Invalid request; nothing was written'),
+  401: json(errorSchema, 'Missing or wrong API key'),
+} as const;
+const disabled = { 403: json(errorSchema, 'Calibration API disabled (CALIBRATE_HEADS=false)') } as const;
+
+const ingestRoute = createRoute({
+  method: 'post',
+  path: '/library/files',
+  tags: ['library'],
+  summary: "Upsert files and their heads' raw scores; each score is calibrated with its head's reference",
+  security: [{ bearer: [] }],
+  request: { body: { required: true, content: { 'application/json': { schema: ingestRequestSchema } } } },
+  responses: { 200: json(z.object({ files: z.number().int(), tags: z.number().int() }), 'Files and tag rows written'), ...errors },
+});
+
+const listQuery = z.object({
+  path: z.string().optional().openapi({ description: 'Exact file path: answers with that one file' }),
+  limit: z.coerce.number().int().min(1).max(1000).optional().default(100),
+  cursor: z.coerce.number().int().min(0).optional().default(0),
+});
+const listRoute = createRoute({
+  method: 'get',
+  path: '/library/files',
+  tags: ['library'],
+  summary: 'The file at ?path=, or a page of files (by id) with their tags',
+  security: [{ bearer: [] }],
+  request: { query: listQuery },
+  responses: {
+    200: json(
+      z.union([libraryFileSchema, z.object({ items: z.array(libraryFileSchema), next_cursor: z.number().int().nullable() })]),
+      'One file (with ?path=) or a page of files',
+    ),
+    404: json(errorSchema, 'No file at that path'),
+    ...errors,
+  },
+});
+
+const fileRoute = createRoute({
+  method: 'get',
+  path: '/library/files/{id}',
+  tags: ['library'],
+  summary: 'A file with its tags',
+  security: [{ bearer: [] }],
+  request: { params: z.object({ id: z.coerce.number().int().positive() }) },
+  responses: { 200: json(libraryFileSchema, 'The file'), 404: json(errorSchema, 'Unknown id'), ...errors },
+});
+
+const runRoute = createRoute({
+  method: 'post',
+  path: '/admin/calibration/run',
+  tags: ['calibration'],
+  summary: 'Start a calibration run over the whole library',
+  description:
+    'With ?wait=true the answer comes once the run and its reference updates are done, in the seed shape {"status":"ok","calibration":{…}}.',
+  security: [{ bearer: [] }],
+  request: { query: waitQuerySchema },
+  responses: {
+    200: json(z.object({ status: z.literal('ok'), calibration: z.any() }), 'The finished run (with ?wait=true)'),
+    202: json(jobAcceptedSchema, 'Run queued'),
+    ...disabled,
+    422: json(errorSchema, 'The run could not be made (e.g. too few scores)'),
+    500: json(errorSchema, 'The run failed after all its retries'),
+    ...errors,
+  },
+});
+
+const runSchema = z
+  .object({
+    id: z.number().int(),
+    model_name: z.string(),
+    head_name: z.string(),
+    version: z.number().int(),
+    file_count: z.number().int(),
+    timestamp: z.number().int().openapi({ description: 'Unix ms' }),
+    p5: z.number(),
+    p95: z.number(),
+    range: z.number(),
+    reference_version: z.number().int().nullable(),
+    apd_p5: z.number().nullable(),
+    apd_p95: z.number().nullable(),
+    srd: z.number().nullable(),
+    jsd: z.number().nullable(),
+    median_drift: z.number().nullable(),
+    iqr_drift: z.number().nullable(),
+    is_stable: z.boolean(),
+    failed_metrics: z.array(z.string()),
+  })
+  .openapi('CalibrationRun');
+
+const historyRoute = createRoute({
+  method: 'get',
+  path: '/admin/calibration/history',
+  tags: ['calibration'],
+  summary: 'Calibration runs, newest first',
+  security: [{ bearer: [] }],
+  request: {
+    query: z.object({
+      model: z.string().optional(),
+      head: z.string().optional(),
+      limit: z.coerce.number().int().min(1).max(1000).optional().default(50),
+    }),
+  },
+  responses: {
+    200: json(z.object({ status: z.literal('ok'), count: z.number().int(), runs: z.array(runSchema) }), 'Runs'),
+    ...disabled,
+    ...errors,
+  },
+});
+
+const importBodySchema = z
+  .union([
+    z.object({ dir: z.string().min(1).openapi({ description: 'A bundle directory on the gateway host' }) }).strict(),
+    z
+      .object({
+        files: z
+          .record(z.string(), z.unknown())
+          .openapi({ description: 'Bundle files by path, e.g. {"effnet/heads/mood_happy-calibration.json": {…}}' }),
+      })
+      .strict(),
+  ])
+  .openapi('CalibrationImport');
+
+const importedSchema = z.object({
+  status: z.literal('ok'),
+  imported: z.array(z.object({ model_name: z.string(), head_name: z.string(), version: z.number().int(), path: z.string() })),
+});
+
+const importRoute = createRoute({
+  method: 'post',
+  path: '/admin/calibration/import',
+  tags: ['calibration'],
+  summary: 'Install a pre-made calibration bundle (<model>/heads/<head>-calibration.json); all files are validated first',
+  security: [{ bearer: [] }],
+  request: { body: { required: true, content: { 'application/json': { schema: importBodySchema } } } },
+  responses: { 200: json(importedSchema, 'Installed'), ...errors },
+});
+
+const referencesRoute = createRoute({
+  method: 'get',
+  path: '/admin/calibration/references',
+  tags: ['calibration'],
+  summary: 'The reference calibration each head tags with',
+  security: [{ bearer: [] }],
+  responses: {
+    200: json(
+      z.object({
+        items: z.array(
+          z.object({
+            model_name: z.string(),
+            head_name: z.string(),
+            version: z.number().int(),
+            source: z.enum(['run', 'import']),
+            updated_at: z.string(),
+            path: z.string(),
+            labels: z.record(z.string(), z.object({ p5: z.number(), p95: z.number(), method: z.string() })),
+          }),
+        ),
+      }),
+      'References',
+    ),
+    ...errors,
+  },
+});
+
+export function headCalibrationRoutes(ctx: GatewayContext, config: HeadCalibrationConfig) {
+  const app = createRouter();
+
+  const requireDevMode: MiddlewareHandler<AppEnv> = async (c, next) => {
+    if (!config.CALIBRATE_HEADS) return c.json(errorBody('calibration_disabled', 'Calibration API endpoints are disabled'), 403);
+    return next();
+  };
+  app.use('/admin/calibration/run', requireDevMode);
+  app.use('/admin/calibration/history', requireDevMode);
+
+  app.openapi(ingestRoute, async (c) => c.json(await ingestLibraryFiles(ctx.db, c.req.valid('json')), 200));
+
+  app.openapi(listRoute, async (c) => {
+    const { path, limit, cursor } = c.req.valid('query');
+    if (path !== undefined) {
+      const [file] = await loadLibraryFiles(ctx.db, { path });
+      if (!file) throw new ApiError(404, 'not_found', `No library file at ${JSON.stringify(path)}`);
+      return c.json(file, 200);
+    }
+    const items = await loadLibraryFiles(ctx.db, { afterId: cursor, limit });
+    const last = items.at(-1);
+    return c.json({ items, next_cursor: items.length === limit && last ? last.id : null }, 200);
+  });
+
+  app.openapi(fileRoute, async (c) => {
+    const { id } = c.req.valid('param');
+    const [file] = await loadLibraryFiles(ctx.db, { id });
+    if (!file) throw new ApiError(404, 'not_found', `No library file ${id}`);
+    return c.json(file, 200);
+  });
+
+  app.openapi(runRoute, async (c) => {
+    const { wait, timeout } = c.req.valid('query');
+    const job = await ctx.queues.enqueue(calibrateHeadsJob, {});
+    if (!wait) return c.json(jobAccepted(job), 202);
+    const deadline = Date.now() + timeout * 1000;
+    const outcome = await ctx.waiter.waitForJob(job, deadline - Date.now());
+    if (outcome.state !== 'completed') return respondAfterWait(c, job, outcome);
+    // The run's answer is only given once its reference updates are installed too.
+    const updates = await ctx.waiter.waitForDownstream(`${job.queueName}/${job.id}`, deadline);
+    return respondAfterWait(c, job, updates.state === 'completed' ? outcome : updates, outcome.result);
+  });
+
+  app.openapi(historyRoute, async (c) => {
+    const { model, head, limit } = c.req.valid('query');
+    const conditions = [model !== undefined ? sql`model_name = ${model}` : undefined, head !== undefined ? sql`head_name = ${head}` : undefined].filter(
+      (x) => x !== undefined,
+    );
+    const where = conditions.length ? sql`WHERE ${sql.join(conditions, sql` AND `)}` : sql``;
+    const { rows } = await ctx.db.execute<z.infer<typeof runSchema>>(sql`
+      SELECT id, model_name, head_name, version, file_count,
+             (extract(epoch FROM timestamp) * 1000)::bigint AS timestamp,
+             p5, p95, range, reference_version, apd_p5, apd_p95, srd, jsd, median_drift, iqr_drift, is_stable,
+             coalesce(details -> 'failed_metrics', '[]'::jsonb) AS failed_metrics
+        FROM calibration_runs ${where}
+       ORDER BY version DESC, model_name, head_name
+       LIMIT ${limit}`);
+    return c.json({ status: 'ok' as const, count: rows.length, runs: rows }, 200);
+  });
+
+  app.openapi(importRoute, async (c) => {
+    const body = c.req.valid('json');
+    try {
+      const entries: BundleEntry[] =
+        'dir' in body ? await readBundleDir(body.dir) : Object.entries(body.files).map(([file, content]) => ({ file, content }));
+      return c.json({ status: 'ok' as const, imported: await importCalibrationBundle(ctx.db, config.MODELS_DIR, entries) }, 200);
+    } catch (err) {
+      if (err instanceof InvalidBundleError) throw new ApiError(400, 'invalid_bundle', err.message, { files: err.problems });
+      throw err;
+    }
+  });
+
+  app.openapi(referencesRoute, async (c) => {
+    const { rows } = await ctx.db.execute<{
+      model_name: string;
+      head_name: string;
+      version: number;
+      source: 'run' | 'import';
+      updated_at: Date;
+      labels: Record<string, { p5: number; p95: number; method: string }>;
+    }>(sql`SELECT model_name, head_name, version, source, updated_at, labels FROM calibration_references ORDER BY model_name, head_name`);
+    return c.json(
+      {
+        items: rows.map((r) => ({
+          ...r,
+          updated_at: new Date(r.updated_at).toISOString(),
+          path: referenceCalibrationPath(config.MODELS_DIR, r.model_name, r.head_name),
+        })),
+      },
+      200,
+    );
+  });
+
+  return app;
+}

@@ -1,0 +1,118 @@
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import type { Context, MiddlewareHandler } from 'hono';
+import { getCookie, setCookie, deleteCookie } from 'hono/cookie';
+import { html } from 'hono/html';
+import { Hono } from 'hono';
+import { errorBody, type AppEnv } from './http.ts';
+
+const SESSION_COOKIE = 'caliber_session';
+const SESSION_TTL_MS = 12 * 3600 * 1000;
+
+/** Compares two secrets in constant time, whatever their lengths. */
+export function secretsEqual(given: string, expected: string): boolean {
+  const a = createHash('sha256').update(given).digest();
+  const b = createHash('sha256').update(expected).digest();
+  return timingSafeEqual(a, b);
+}
+
+function sessionSignature(apiKey: string, expiresAt: number): string {
+  return createHmac('sha256', apiKey).update(`caliber-session:${expiresAt}`).digest('base64url');
+}
+
+export function createSessionToken(apiKey: string, now = Date.now()): string {
+  const expiresAt = now + SESSION_TTL_MS;
+  return `${expiresAt}.${sessionSignature(apiKey, expiresAt)}`;
+}
+
+export function verifySessionToken(apiKey: string, token: string, now = Date.now()): boolean {
+  const [expires, signature] = token.split('.');
+  const expiresAt = Number(expires);
+  if (!Number.isSafeInteger(expiresAt) || expiresAt <= now || !signature) return false;
+  return secretsEqual(signature, sessionSignature(apiKey, expiresAt));
+}
+
+function bearerToken(c: Context): string | undefined {
+  const header = c.req.header('authorization');
+  const match = header?.match(/^Bearer\s+(.+)$/i);
+  return match?.[1]?.trim();
+}
+
+function wantsHtml(c: Context): boolean {
+  return c.req.method === 'GET' && (c.req.header('accept') ?? '').includes('text/html');
+}
+
+/**
+ * Admin access: `Authorization: Bearer <CALIBER_API_KEY>`, or the session cookie the login form
+ * sets (for Bull Board and the dashboard in a browser). Browsers are sent to the login form; API
+ * clients get 401. With no key configured nothing is let through.
+ */
+export function adminAuth(apiKey: string | undefined): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    const token = bearerToken(c);
+    const cookie = getCookie(c, SESSION_COOKIE);
+    const ok =
+      apiKey !== undefined &&
+      ((token !== undefined && secretsEqual(token, apiKey)) || (cookie !== undefined && verifySessionToken(apiKey, cookie)));
+    if (ok) return next();
+    if (token === undefined && wantsHtml(c)) {
+      return c.redirect(`/login?next=${encodeURIComponent(c.req.path)}`, 302);
+    }
+    c.header('WWW-Authenticate', 'Bearer');
+    return c.json(errorBody('unauthorized', token ? 'Invalid API key' : 'Missing bearer token'), 401);
+  };
+}
+
+/** Only same-site paths are followed after login, so the form cannot be used as an open redirect. */
+function safeNext(next: string | undefined): string {
+  return next && next.startsWith('/') && !next.startsWith('//') && !next.includes('\\') ? next : '/admin/queues';
+}
+
+const loginPage = (next: string, failed: boolean) => html`<!doctype html>
+<html lang="en">
+  <head>
+    <meta charset="utf-8" />
+    <meta name="viewport" content="width=device-width, initial-scale=1" />
+    <title>Caliber — sign in</title>
+    <style>
+      body { font-family: system-ui, sans-serif; display: grid; place-items: center; min-height: 100vh; margin: 0; background: #f5f6f8; }
+      form { background: #fff; padding: 2rem; border-radius: 8px; box-shadow: 0 1px 4px #0002; display: grid; gap: .75rem; min-width: 320px; }
+      input, button { font: inherit; padding: .5rem; }
+      .error { color: #b00020; }
+    </style>
+  </head>
+  <body>
+    <form method="post" action="/login">
+      <h1>Caliber</h1>
+      ${failed ? html`<p class="error" role="alert">That key is not valid.</p>` : ''}
+      <label for="key">Admin API key</label>
+      <input id="key" name="key" type="password" autocomplete="current-password" required autofocus />
+      <input type="hidden" name="next" value="${next}" />
+      <button type="submit">Sign in</button>
+    </form>
+  </body>
+</html>`;
+
+/** `GET /login` (form), `POST /login` (sets the session cookie), `POST /logout`. */
+export function loginRoutes(apiKey: string | undefined) {
+  const app = new Hono<AppEnv>();
+  app.get('/login', (c) => c.html(loginPage(safeNext(c.req.query('next')), false)));
+  app.post('/login', async (c) => {
+    const form = await c.req.parseBody();
+    const key = typeof form.key === 'string' ? form.key : '';
+    const next = safeNext(typeof form.next === 'string' ? form.next : undefined);
+    if (!apiKey || !secretsEqual(key, apiKey)) return c.html(loginPage(next, true), 401);
+    setCookie(c, SESSION_COOKIE, createSessionToken(apiKey), {
+      httpOnly: true,
+      sameSite: 'Lax',
+      path: '/',
+      secure: new URL(c.req.url).protocol === 'https:',
+      maxAge: SESSION_TTL_MS / 1000,
+    });
+    return c.redirect(next, 303);
+  });
+  app.post('/logout', (c) => {
+    deleteCookie(c, SESSION_COOKIE, { path: '/' });
+    return c.redirect('/login', 303);
+  });
+  return app;
+}

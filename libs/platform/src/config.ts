@@ -1,0 +1,87 @@
+import { z } from 'zod';
+
+/** Raised when an environment variable has a wrong value; the message names every bad variable. */
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+/**
+ * Parses the variables a schema declares out of an environment. Empty strings count as unset, so
+ * `PORT=` falls back to the default instead of becoming 0.
+ */
+export function parseEnv<S extends z.ZodObject>(schema: S, env: Env = process.env): z.infer<S> {
+  const picked: Record<string, string> = {};
+  for (const key of Object.keys(schema.shape)) {
+    const value = env[key];
+    if (value !== undefined && value !== '') picked[key] = value;
+  }
+  const result = schema.safeParse(picked);
+  if (!result.success) {
+    throw new ConfigError(
+      result.error.issues.map((issue) => {
+        const name = issue.path.length > 0 ? issue.path.join('.') : '(environment)';
+        const shown = typeof issue.path[0] === 'string' && !/KEY|SECRET|PASSWORD/.test(issue.path[0])
+          ? picked[issue.path[0]]
+          : undefined;
+        return `${name}: ${issue.message}${shown !== undefined ? ` (got "${shown}")` : ''}`;
+      }),
+    );
+  }
+  return result.data;
+}
+
+/** Helpers for the shapes environment variables take. */
+export const envVar = {
+  int: (def: number, min = 0, max = Number.MAX_SAFE_INTEGER) =>
+    z.coerce.number().int().min(min).max(max).default(def),
+  number: (def: number, min = 0, max = Number.MAX_VALUE) =>
+    z.coerce.number().min(min).max(max).default(def),
+  bool: (def: boolean) => z.stringbool().default(def),
+  url: (def: string, protocols: RegExp) =>
+    z.url({ protocol: protocols, error: `must be a URL (${protocols.source})` }).default(def),
+};
+
+export const platformEnvSchema = z
+  .object({
+    NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+    DATABASE_URL: envVar.url('postgres://postgres:postgres@127.0.0.1:5432/caliber', /^postgres(ql)?$/),
+    REDIS_URL: envVar.url('redis://127.0.0.1:6379', /^rediss?$/),
+    PORT: envVar.int(8356, 0, 65535),
+    CALIBER_API_KEY: z.string().min(16, 'must be at least 16 characters').optional(),
+    QUEUE_PREFIX: z
+      .string()
+      .regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, ".", "_" and "-" only')
+      .default('caliber'),
+    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    DB_POOL_SIZE: envVar.int(10, 1, 1000),
+    /** How long a process waits for active work on SIGTERM before it gives up and exits. */
+    SHUTDOWN_TIMEOUT_MS: envVar.int(30_000, 0),
+    JOB_ATTEMPTS: envVar.int(5, 1, 100),
+    JOB_BACKOFF_MS: envVar.int(1_000, 0),
+    JOB_KEEP_COMPLETED_SECONDS: envVar.int(24 * 3600, 0),
+    JOB_KEEP_FAILED_SECONDS: envVar.int(7 * 24 * 3600, 0),
+    WORKER_LOCK_DURATION_MS: envVar.int(30_000, 1_000),
+    WORKER_STALLED_INTERVAL_MS: envVar.int(30_000, 500),
+    OUTBOX_POLL_MS: envVar.int(1_000, 10),
+    TZ: z.string().default('UTC'),
+  })
+  .superRefine((env, ctx) => {
+    if (env.NODE_ENV !== 'test' && !env.CALIBER_API_KEY) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['CALIBER_API_KEY'],
+        message: 'is required (the admin API key, at least 16 characters)',
+      });
+    }
+  });
+
+export type PlatformConfig = z.infer<typeof platformEnvSchema>;
+
+export function loadPlatformConfig(env: Env = process.env): PlatformConfig {
+  return parseEnv(platformEnvSchema, env);
+}

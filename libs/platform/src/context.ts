@@ -1,0 +1,61 @@
+import type { OpenAPIHono } from '@hono/zod-openapi';
+import type { Redis } from 'ioredis';
+import type pg from 'pg';
+import type { PlatformConfig } from './config.ts';
+import { createDatabase, type Database } from './db.ts';
+import type { AppEnv } from './http.ts';
+import type { JobWaiter } from './job-responses.ts';
+import { createLogger, type Logger } from './logger.ts';
+import type { JobHandler } from './processor.ts';
+import { Queues } from './queues.ts';
+import { closeRedis, createRedis } from './redis.ts';
+import type { ScheduleDefinition } from './schedules.ts';
+
+/** What every process (gateway, worker, CLI) shares with the domain libs. */
+export interface PlatformContext {
+  config: PlatformConfig;
+  log: Logger;
+  db: Database;
+  pool: pg.Pool;
+  /** Fail-fast connection for producing jobs and short commands. */
+  redis: Redis;
+  /** Connection for blocking consumers (workers, queue events); it waits out a Redis restart. */
+  blockingRedis: Redis;
+  queues: Queues;
+}
+
+export interface GatewayContext extends PlatformContext {
+  waiter: JobWaiter;
+}
+
+/** A domain lib's public face: its routes, job handlers and schedules, composed by the apps. */
+export interface DomainModule {
+  name: string;
+  routes?(ctx: GatewayContext): OpenAPIHono<AppEnv>;
+  jobs?: JobHandler[];
+  schedules?(): ScheduleDefinition[];
+}
+
+export function createPlatform(
+  config: PlatformConfig,
+  opts: { name: string; log?: Logger },
+): PlatformContext & { close(): Promise<void> } {
+  const log = opts.log ?? createLogger({ level: config.LOG_LEVEL, name: opts.name });
+  const { db, pool } = createDatabase(config.DATABASE_URL, { max: config.DB_POOL_SIZE, applicationName: `caliber-${opts.name}`, log });
+  const redis = createRedis(config.REDIS_URL, 'producer', `caliber-${opts.name}`);
+  const blockingRedis = createRedis(config.REDIS_URL, 'blocking', `caliber-${opts.name}-blocking`);
+  const queues = new Queues(redis, config);
+  return {
+    config,
+    log,
+    db,
+    pool,
+    redis,
+    blockingRedis,
+    queues,
+    async close() {
+      await queues.close();
+      await Promise.allSettled([pool.end(), closeRedis(redis), closeRedis(blockingRedis)]);
+    },
+  };
+}

@@ -1,0 +1,74 @@
+import { fileURLToPath } from 'node:url';
+import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
+import { migrate } from 'drizzle-orm/node-postgres/migrator';
+import pg from 'pg';
+import type { Logger } from './logger.ts';
+
+export type Database = NodePgDatabase;
+/** A Drizzle handle or a transaction opened from one: what a write helper needs. */
+export type Executor = Pick<Database, 'execute' | 'select' | 'insert' | 'update' | 'delete'>;
+
+export interface DatabaseHandle {
+  pool: pg.Pool;
+  db: Database;
+  close(): Promise<void>;
+}
+
+// bigint (int8) columns come back as JS numbers: our ids and counts stay far below 2^53.
+pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value));
+
+export function createDatabase(url: string, options: { max: number; applicationName: string; log?: Logger }): DatabaseHandle {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: options.max,
+    application_name: options.applicationName,
+    connectionTimeoutMillis: 10_000,
+  });
+  // An idle client losing its server emits here; without a listener it would crash the process.
+  pool.on('error', (err) => options.log?.warn({ err }, 'idle Postgres connection failed'));
+  const db = drizzle({ client: pool });
+  return { pool, db, close: () => pool.end() };
+}
+
+export const MIGRATIONS_DIR = fileURLToPath(new URL('../../../drizzle', import.meta.url));
+
+/** Creates the database named in the URL when the server is up but the database is not there yet. */
+export async function ensureDatabaseExists(url: string): Promise<boolean> {
+  const target = new URL(url);
+  const name = decodeURIComponent(target.pathname.slice(1));
+  if (!name) return false;
+  const probe = new pg.Client({ connectionString: url });
+  try {
+    await probe.connect();
+    return false;
+  } catch (err) {
+    if ((err as { code?: string }).code !== '3D000') throw err; // 3D000: invalid_catalog_name
+  } finally {
+    await probe.end().catch(() => {});
+  }
+  const admin = new URL(url);
+  admin.pathname = '/postgres';
+  const client = new pg.Client({ connectionString: admin.toString() });
+  await client.connect();
+  try {
+    await client.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}`);
+  } catch (err) {
+    if ((err as { code?: string }).code !== '42P04') throw err; // created meanwhile by another process
+  } finally {
+    await client.end();
+  }
+  return true;
+}
+
+/** Applies the drizzle-kit migrations in `drizzle/`; safe to run from several processes at once. */
+export async function runMigrations(url: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    // Two processes migrating at once would race on the migrations table; serialise them.
+    await client.query('SELECT pg_advisory_lock(hashtext($1))', ['caliber:migrate']);
+    await migrate(drizzle({ client }), { migrationsFolder: MIGRATIONS_DIR });
+  } finally {
+    await client.end();
+  }
+}

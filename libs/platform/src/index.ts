@@ -1,0 +1,26 @@
+export { ConfigError, envVar, loadPlatformConfig, parseEnv, platformEnvSchema, type PlatformConfig } from './config.ts';
+export { createLogger, redactUrl, type Logger } from './logger.ts';
+export { createDatabase, ensureDatabaseExists, runMigrations, MIGRATIONS_DIR, type Database, type Executor } from './db.ts';
+export { closeRedis, createRedis, pingRedis, type Redis } from './redis.ts';
+export { defineJob, defaultJobOptions, isQueueName, queuePrefix, Queues, QueueUnavailableError, QUEUE_NAMES, type JobDefinition, type QueueName } from './queues.ts';
+export { appendOutbox, outboxEvent, outboxJobId, OutboxRelay, type OutboxEvent } from './outbox.ts';
+export { createQueueProcessor, jobHandler, type JobContext, type JobHandler } from './processor.ts';
+export { concurrencyEnvName, loadQueueConcurrency, startWorkers, type RunningWorkers } from './worker-runtime.ts';
+export { describeSchedules, runScheduleNow, syncSchedules, type ScheduleDefinition } from './schedules.ts';
+export { createPlatform, type DomainModule, type GatewayContext, type PlatformContext } from './context.ts';
+export { ApiError, createRouter, errorBody, errorSchema, invalidRequest, onError, onNotFound, unavailableService, type AppEnv } from './http.ts';
+export {
+  assertQueueName,
+  describeJob,
+  jobAccepted,
+  jobAcceptedSchema,
+  JobWaiter,
+  respondAfterWait,
+  waitQuerySchema,
+  type WaitOutcome,
+} from './job-responses.ts';
+export { adminAuth, loginRoutes, secretsEqual } from './auth.ts';
+export { createGatewayMetrics, recordJobDuration } from './metrics.ts';
+export { bullBoard, platformRoutes } from './platform-routes.ts';
+export { delay, groupBy, summarizeIssues } from './util.ts';
+export { onShutdownSignal, runMain } from './process.ts';

@@ -1,0 +1,143 @@
+import { z } from '@hono/zod-openapi';
+import { QueueEvents, type Job } from 'bullmq';
+import type { Context } from 'hono';
+import type { Redis } from 'ioredis';
+import type pg from 'pg';
+import type { PlatformConfig } from './config.ts';
+import { ApiError, errorBody, type AppEnv } from './http.ts';
+import { outboxJobId } from './outbox.ts';
+import { isQueueName, queuePrefix, type QueueName, type Queues } from './queues.ts';
+import { delay } from './util.ts';
+
+export const waitQuerySchema = z.object({
+  wait: z.stringbool().optional().default(false).openapi({ description: 'Wait for the job (and the work it starts) to finish' }),
+  timeout: z.coerce.number().positive().max(3600).optional().default(60).openapi({ description: 'Seconds to wait, with wait=true' }),
+});
+
+export const jobAcceptedSchema = z
+  .object({
+    jobId: z.string(),
+    queue: z.string(),
+    status: z.string().openapi({ example: '/admin/jobs/calibrate/42' }),
+  })
+  .openapi('JobAccepted');
+
+export function jobStatusPath(queue: string, id: string): string {
+  return `/admin/jobs/${queue}/${encodeURIComponent(id)}`;
+}
+
+export function jobAccepted(job: Job) {
+  const id = job.id ?? '';
+  return { jobId: id, queue: job.queueName, status: jobStatusPath(job.queueName, id) };
+}
+
+const iso = (ms: number | undefined | null) => (ms ? new Date(ms).toISOString() : null);
+
+export async function describeJob(job: Job) {
+  return {
+    id: job.id ?? '',
+    queue: job.queueName,
+    name: job.name,
+    state: await job.getState(),
+    progress: job.progress,
+    data: job.data,
+    result: job.returnvalue ?? null,
+    failedReason: job.failedReason ?? null,
+    attemptsMade: job.attemptsMade,
+    timestamps: { created: iso(job.timestamp), processed: iso(job.processedOn), finished: iso(job.finishedOn) },
+  };
+}
+
+export type WaitOutcome =
+  | { state: 'completed'; result: unknown }
+  | { state: 'failed'; reason: string; retriesExhausted: boolean }
+  | { state: 'timeout' };
+
+/**
+ * Waits on jobs for `?wait=true`. One QueueEvents stream per queue is opened on first use and
+ * shared by every waiting request of this process.
+ */
+export class JobWaiter {
+  readonly #events = new Map<QueueName, Promise<QueueEvents>>();
+
+  constructor(
+    private readonly opts: { connection: Redis; config: PlatformConfig; queues: Queues; pool: pg.Pool },
+  ) {}
+
+  #eventsFor(queue: QueueName): Promise<QueueEvents> {
+    let events = this.#events.get(queue);
+    if (!events) {
+      const qe = new QueueEvents(queue, { connection: this.opts.connection, prefix: queuePrefix(this.opts.config, queue) });
+      qe.on('error', () => {});
+      events = qe.waitUntilReady().then(() => qe);
+      events.catch(() => this.#events.delete(queue));
+      this.#events.set(queue, events);
+    }
+    return events;
+  }
+
+  async waitForJob(job: Job, timeoutMs: number): Promise<WaitOutcome> {
+    if (!isQueueName(job.queueName)) throw new Error(`unknown queue ${job.queueName}`);
+    const events = await this.#eventsFor(job.queueName);
+    try {
+      const result = await job.waitUntilFinished(events, Math.max(1, timeoutMs));
+      return { state: 'completed', result };
+    } catch (err) {
+      const fresh = await this.opts.queues.get(job.queueName).getJob(job.id ?? '');
+      if (!fresh || (await fresh.getState()) !== 'failed') return { state: 'timeout' };
+      // A job that failed before using all its attempts was stopped on purpose (bad input, nothing to
+      // do): the client gets 422; a job that ran out of retries gets 500.
+      const retriesExhausted = fresh.attemptsMade >= (fresh.opts.attempts ?? 1);
+      return { state: 'failed', reason: fresh.failedReason ?? String((err as Error).message), retriesExhausted };
+    }
+  }
+
+  /** Waits for every job that `causedBy` started through the outbox, until `deadline` (epoch ms). */
+  async waitForDownstream(causedBy: string, deadline: number): Promise<WaitOutcome> {
+    const { rows } = await this.opts.pool.query<{ id: number; queue: string }>(
+      'SELECT id, queue FROM outbox WHERE caused_by = $1 ORDER BY id',
+      [causedBy],
+    );
+    const results: unknown[] = [];
+    for (const row of rows) {
+      if (!isQueueName(row.queue)) continue;
+      const queue = this.opts.queues.get(row.queue);
+      let job: Job | undefined;
+      // The relay may not have moved the row into BullMQ yet: poll for the job until the deadline.
+      while (!(job = await queue.getJob(outboxJobId(row.id)))) {
+        if (Date.now() >= deadline) return { state: 'timeout' };
+        await delay(25);
+      }
+      const outcome = await this.waitForJob(job, deadline - Date.now());
+      if (outcome.state !== 'completed') return outcome;
+      results.push(outcome.result);
+    }
+    return { state: 'completed', result: results };
+  }
+
+  async close(): Promise<void> {
+    const all = [...this.#events.values()];
+    this.#events.clear();
+    await Promise.allSettled(all.map(async (p) => (await p).close()));
+  }
+}
+
+/** The answer of a job-starting route once the job finished, failed or the wait ran out. */
+export function respondAfterWait(c: Context<AppEnv>, job: Job, outcome: WaitOutcome, body?: unknown) {
+  switch (outcome.state) {
+    case 'completed':
+      return c.json(body ?? outcome.result ?? {}, 200);
+    case 'failed':
+      return c.json(
+        errorBody('job_failed', outcome.reason, { job: jobAccepted(job) }),
+        outcome.retriesExhausted ? 500 : 422,
+      );
+    case 'timeout':
+      return c.json({ ...jobAccepted(job), timed_out: true }, 202);
+  }
+}
+
+export function assertQueueName(queue: string): QueueName {
+  if (!isQueueName(queue)) throw new ApiError(404, 'not_found', `Unknown queue "${queue}"`);
+  return queue;
+}

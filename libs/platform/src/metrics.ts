@@ -1,0 +1,108 @@
+import type { MiddlewareHandler } from 'hono';
+import type { Redis } from 'ioredis';
+import { Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { PlatformConfig } from './config.ts';
+import type { AppEnv } from './http.ts';
+import { QUEUE_NAMES, queuePrefix, type QueueName, type Queues } from './queues.ts';
+
+/** Upper bounds (seconds) of the job-duration histogram buckets. */
+export const JOB_DURATION_BUCKETS = [0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600];
+
+/**
+ * Job durations are observed in worker processes but scraped from the gateway, so workers add them
+ * to a histogram kept in Redis (one hash per queue, in that queue's hash slot).
+ */
+function durationKey(config: Pick<PlatformConfig, 'QUEUE_PREFIX'>, queue: QueueName): string {
+  return `${queuePrefix(config, queue)}:${queue}:caliber-durations`;
+}
+
+export async function recordJobDuration(
+  redis: Redis,
+  config: Pick<PlatformConfig, 'QUEUE_PREFIX'>,
+  queue: QueueName,
+  status: 'completed' | 'failed',
+  seconds: number,
+): Promise<void> {
+  const bucket = JOB_DURATION_BUCKETS.find((b) => seconds <= b) ?? '+Inf';
+  await redis
+    .multi()
+    .hincrby(durationKey(config, queue), `${status}|${bucket}`, 1)
+    .hincrbyfloat(durationKey(config, queue), `${status}|sum`, seconds)
+    .exec();
+}
+
+async function renderJobDurations(redis: Redis, config: PlatformConfig): Promise<string> {
+  const lines = [
+    '# HELP caliber_job_duration_seconds Time a job took in a worker, by queue and outcome.',
+    '# TYPE caliber_job_duration_seconds histogram',
+  ];
+  const hashes = await Promise.all(QUEUE_NAMES.map((q) => redis.hgetall(durationKey(config, q))));
+  QUEUE_NAMES.forEach((queue, i) => {
+    const hash = hashes[i] ?? {};
+    for (const status of ['completed', 'failed']) {
+      if (hash[`${status}|sum`] === undefined) continue;
+      let cumulative = 0;
+      for (const bound of [...JOB_DURATION_BUCKETS, '+Inf'] as const) {
+        cumulative += Number(hash[`${status}|${bound}`] ?? 0);
+        lines.push(`caliber_job_duration_seconds_bucket{queue="${queue}",status="${status}",le="${bound}"} ${cumulative}`);
+      }
+      lines.push(`caliber_job_duration_seconds_sum{queue="${queue}",status="${status}"} ${Number(hash[`${status}|sum`])}`);
+      lines.push(`caliber_job_duration_seconds_count{queue="${queue}",status="${status}"} ${cumulative}`);
+    }
+  });
+  return `${lines.join('\n')}\n`;
+}
+
+/** The gateway's metrics: HTTP latencies, queue depths by state, and job durations from Redis. */
+export function createGatewayMetrics(opts: { queues: Queues; redis: Redis; config: PlatformConfig }) {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'caliber_gateway_' });
+
+  const httpDuration = new Histogram({
+    name: 'caliber_http_request_duration_seconds',
+    help: 'HTTP request latency by method, route and status.',
+    labelNames: ['method', 'route', 'status'],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers: [registry],
+  });
+
+  new Gauge({
+    name: 'caliber_queue_jobs',
+    help: 'Jobs per queue and state.',
+    labelNames: ['queue', 'state'],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      // With Redis away the gauge is left empty rather than failing the whole scrape.
+      const counts = await Promise.all(
+        QUEUE_NAMES.map((q) =>
+          opts.queues.get(q).getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'waiting-children', 'completed', 'failed'),
+        ),
+      ).catch(() => []);
+      QUEUE_NAMES.forEach((queue, i) => {
+        for (const [state, count] of Object.entries(counts[i] ?? {})) this.set({ queue, state }, count);
+      });
+    },
+  });
+
+  const middleware: MiddlewareHandler<AppEnv> = async (c, next) => {
+    const started = performance.now();
+    await next();
+    httpDuration.observe(
+      { method: c.req.method, route: c.req.routePath || 'unmatched', status: String(c.res.status) },
+      (performance.now() - started) / 1000,
+    );
+  };
+
+  return {
+    middleware,
+    async render(): Promise<string> {
+      const [base, durations] = await Promise.all([
+        registry.metrics(),
+        renderJobDurations(opts.redis, opts.config).catch(() => ''),
+      ]);
+      return `${base}\n${durations}`;
+    },
+    contentType: registry.contentType,
+  };
+}

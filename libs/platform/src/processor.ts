@@ -1,0 +1,61 @@
+import { UnrecoverableError, type Job, type Processor } from 'bullmq';
+import type { z } from 'zod';
+import type { PlatformContext } from './context.ts';
+import type { Logger } from './logger.ts';
+import { recordJobDuration } from './metrics.ts';
+import type { JobDefinition, QueueName } from './queues.ts';
+import { summarizeIssues } from './util.ts';
+
+export interface JobContext {
+  job: Job;
+  platform: PlatformContext;
+  log: Logger;
+  /** `<queue>/<job id>`: recorded on outbox events this job writes, so waiters can find them. */
+  causedBy: string;
+}
+
+export interface JobHandler<S extends z.ZodType = z.ZodType> {
+  definition: JobDefinition<S>;
+  handle(payload: z.infer<S>, ctx: JobContext): Promise<unknown>;
+}
+
+export function jobHandler<S extends z.ZodType>(
+  definition: JobDefinition<S>,
+  handle: (payload: z.infer<S>, ctx: JobContext) => Promise<unknown>,
+): JobHandler<S> {
+  return { definition, handle };
+}
+
+/**
+ * The processor of one queue: picks the handler by job name, rejects a payload that fails its
+ * schema at once (no retries: it would fail the same way again), logs with the job's identity and
+ * records the duration for `/metrics`.
+ */
+export function createQueueProcessor(
+  queue: QueueName,
+  handlers: JobHandler[],
+  platform: PlatformContext,
+): Processor {
+  const byName = new Map(handlers.map((h) => [h.definition.name, h]));
+  return async (job) => {
+    const log = platform.log.child({ queue, jobId: job.id, job: job.name, attempt: job.attemptsMade + 1 });
+    const handler = byName.get(job.name);
+    if (!handler) throw new UnrecoverableError(`No handler for job "${job.name}" on queue "${queue}"`);
+    const parsed = handler.definition.schema.safeParse(job.data);
+    if (!parsed.success) throw new UnrecoverableError(`Invalid payload: ${summarizeIssues(parsed.error.issues)}`);
+    const started = performance.now();
+    let status: 'completed' | 'failed' = 'failed';
+    try {
+      const result = await handler.handle(parsed.data, { job, platform, log, causedBy: `${queue}/${job.id}` });
+      status = 'completed';
+      return result;
+    } catch (err) {
+      log.warn({ err }, 'job attempt failed');
+      throw err;
+    } finally {
+      const seconds = (performance.now() - started) / 1000;
+      if (status === 'completed') log.info({ seconds: Number(seconds.toFixed(3)) }, 'job completed');
+      await recordJobDuration(platform.redis, platform.config, queue, status, seconds).catch(() => {});
+    }
+  };
+}

@@ -1,0 +1,98 @@
+import { Worker } from 'bullmq';
+import { z } from 'zod';
+import { parseEnv } from './config.ts';
+import type { PlatformContext } from './context.ts';
+import { OutboxRelay } from './outbox.ts';
+import { createQueueProcessor, type JobHandler } from './processor.ts';
+import { QUEUE_NAMES, queuePrefix, type QueueName } from './queues.ts';
+import { groupBy } from './util.ts';
+
+/** Jobs one process runs at once per queue, unless `<QUEUE>_CONCURRENCY` says otherwise. */
+const DEFAULT_CONCURRENCY: Record<QueueName, number> = {
+  calibrate: 1,
+  'retag-file': 4,
+  'map-models': 1,
+  'analyze-errors': 1,
+  'fine-tune': 2,
+  'update-reference': 4,
+  notify: 8,
+};
+
+export function concurrencyEnvName(queue: QueueName): string {
+  return `${queue.replaceAll('-', '_').toUpperCase()}_CONCURRENCY`;
+}
+
+export function loadQueueConcurrency(env: Record<string, string | undefined> = process.env): Record<QueueName, number> {
+  const schema = z.object(
+    Object.fromEntries(QUEUE_NAMES.map((q) => [concurrencyEnvName(q), z.coerce.number().int().min(1).max(1000).default(DEFAULT_CONCURRENCY[q])])),
+  );
+  const parsed = parseEnv(schema, env) as Record<string, number>;
+  return Object.fromEntries(QUEUE_NAMES.map((q) => [q, parsed[concurrencyEnvName(q)] ?? DEFAULT_CONCURRENCY[q]])) as Record<QueueName, number>;
+}
+
+export interface RunningWorkers {
+  queues: QueueName[];
+  workers: Worker[];
+  relay: OutboxRelay;
+  /** Stops taking jobs and waits for active ones up to `timeoutMs`; after that they are released. */
+  close(timeoutMs: number): Promise<{ forced: boolean }>;
+}
+
+/**
+ * One BullMQ Worker per selected queue, plus an outbox relay. `queues` defaults to every queue that
+ * has a handler.
+ */
+export function startWorkers(
+  ctx: PlatformContext,
+  handlers: JobHandler[],
+  opts: { queues?: QueueName[]; concurrency?: Partial<Record<QueueName, number>>; relay?: boolean },
+): RunningWorkers {
+  const byQueue = groupBy(handlers, (h) => h.definition.queue);
+  const selected = opts.queues ?? QUEUE_NAMES.filter((q) => byQueue.has(q));
+  const missing = selected.filter((q) => !byQueue.has(q));
+  if (missing.length > 0) throw new Error(`No processors for queue(s): ${missing.join(', ')}`);
+  const concurrency = { ...DEFAULT_CONCURRENCY, ...opts.concurrency };
+
+  const workers = selected.map((queue) => {
+    const worker = new Worker(queue, createQueueProcessor(queue, byQueue.get(queue) ?? [], ctx), {
+      connection: ctx.blockingRedis,
+      prefix: queuePrefix(ctx.config, queue),
+      concurrency: concurrency[queue],
+      lockDuration: ctx.config.WORKER_LOCK_DURATION_MS,
+      stalledInterval: ctx.config.WORKER_STALLED_INTERVAL_MS,
+      // A job whose worker died is retried once more before it counts as failed.
+      maxStalledCount: 2,
+    });
+    worker.on('error', (err) => ctx.log.warn({ err, queue }, 'worker error'));
+    worker.on('failed', (job, err) => {
+      if (job && job.attemptsMade >= (job.opts.attempts ?? 1)) ctx.log.error({ err, queue, jobId: job.id }, 'job failed for good');
+    });
+    return worker;
+  });
+  ctx.log.info({ queues: selected.map((q) => `${q}×${concurrency[q]}`) }, 'workers started');
+
+  const relay = new OutboxRelay({ pool: ctx.pool, queues: ctx.queues, log: ctx.log, pollMs: ctx.config.OUTBOX_POLL_MS });
+  if (opts.relay !== false) relay.start();
+
+  return {
+    queues: selected,
+    workers,
+    relay,
+    async close(timeoutMs) {
+      await relay.stop();
+      let timer: NodeJS.Timeout | undefined;
+      const graceful = Promise.all(workers.map((w) => w.close())).then(() => 'done' as const);
+      const timeout = new Promise<'timeout'>((resolve) => {
+        timer = setTimeout(() => resolve('timeout'), timeoutMs);
+      });
+      const outcome = await Promise.race([graceful, timeout]);
+      clearTimeout(timer);
+      if (outcome === 'timeout') {
+        // Their locks lapse and any worker's stall check puts the jobs back in the wait list.
+        ctx.log.warn({ timeoutMs }, 'active jobs did not finish in time; releasing them');
+        await Promise.allSettled(workers.map((w) => w.close(true)));
+      }
+      return { forced: outcome === 'timeout' };
+    },
+  };
+}
