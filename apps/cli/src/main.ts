@@ -22,6 +22,23 @@ async function migrate(): Promise<void> {
   say('migrations applied');
 }
 
+/** Runs every config loader and reports all their problems together. */
+function loadAll<A, B>(a: () => A, b: () => B): [A, B] {
+  const problems: string[] = [];
+  const attempt = <T,>(load: () => T): T | undefined => {
+    try {
+      return load();
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      problems.push(...err.problems);
+      return undefined;
+    }
+  };
+  const results = [attempt(a), attempt(b)] as const;
+  if (problems.length > 0) throw new ConfigError(problems);
+  return results as [A, B];
+}
+
 async function start(): Promise<number> {
   if (existsSync('.env')) process.loadEnvFile('.env');
   const env = { ...process.env };
@@ -31,8 +48,7 @@ async function start(): Promise<number> {
     say(`${generated ? 'generated an' : 'using the'} admin API key in .caliber/api-key (set CALIBER_API_KEY to choose your own): ${key}`);
   }
   // Every setting is checked here, so a wrong value stops start-up before any process is launched.
-  const config = loadPlatformConfig(env);
-  const heads = loadHeadCalibrationConfig(env);
+  const [config, heads] = loadAll(() => loadPlatformConfig(env), () => loadHeadCalibrationConfig(env));
   const modules = [headCalibrationModule(heads)];
 
   const { createdDatabase } = await preflight(config);

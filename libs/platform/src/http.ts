@@ -71,8 +71,8 @@ export const onError: ErrorHandler<AppEnv> = (err, c) => {
   if (err instanceof ApiError) return c.json(errorBody(err.code, err.message, err.details), err.status);
   if (err instanceof HTTPException) {
     const status = err.status as ContentfulStatusCode;
-    const code =
-      status === 400 ? 'invalid_request' : status === 401 ? 'unauthorized' : status === 413 ? 'payload_too_large' : 'http_error';
+    const codes: Record<number, string> = { 400: 'invalid_request', 401: 'unauthorized', 413: 'payload_too_large', 415: 'unsupported_media_type' };
+    const code = codes[status] ?? 'http_error';
     return c.json(errorBody(code, err.message || 'Request failed'), status);
   }
   if (err instanceof z.ZodError) return invalidRequest(c, err.issues);

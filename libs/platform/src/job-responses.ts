@@ -58,22 +58,26 @@ export type WaitOutcome =
  * shared by every waiting request of this process.
  */
 export class JobWaiter {
-  readonly #events = new Map<QueueName, Promise<QueueEvents>>();
+  readonly #events = new Map<QueueName, { events: QueueEvents; ready: Promise<QueueEvents> }>();
 
   constructor(
     private readonly opts: { connection: Redis; config: PlatformConfig; queues: Queues; pool: pg.Pool },
   ) {}
 
   #eventsFor(queue: QueueName): Promise<QueueEvents> {
-    let events = this.#events.get(queue);
-    if (!events) {
-      const qe = new QueueEvents(queue, { connection: this.opts.connection, prefix: queuePrefix(this.opts.config, queue) });
-      qe.on('error', () => {});
-      events = qe.waitUntilReady().then(() => qe);
-      events.catch(() => this.#events.delete(queue));
-      this.#events.set(queue, events);
+    let entry = this.#events.get(queue);
+    if (!entry) {
+      const events = new QueueEvents(queue, { connection: this.opts.connection, prefix: queuePrefix(this.opts.config, queue) });
+      events.on('error', () => {});
+      const ready = events.waitUntilReady().then(() => events);
+      entry = { events, ready };
+      this.#events.set(queue, entry);
+      ready.catch(() => {
+        this.#events.delete(queue);
+        void events.close().catch(() => {});
+      });
     }
-    return events;
+    return entry.ready;
   }
 
   async waitForJob(job: Job, timeoutMs: number): Promise<WaitOutcome> {
@@ -118,7 +122,7 @@ export class JobWaiter {
   async close(): Promise<void> {
     const all = [...this.#events.values()];
     this.#events.clear();
-    await Promise.allSettled(all.map(async (p) => (await p).close()));
+    await Promise.race([Promise.allSettled(all.map((e) => e.events.close())), delay(2_000)]);
   }
 }
 

@@ -73,7 +73,8 @@ export function createGatewayMetrics(opts: { queues: Queues; redis: Redis; confi
     registers: [registry],
     async collect() {
       this.reset();
-      // With Redis away the gauge is left empty rather than failing the whole scrape.
+      // With Redis away the gauge is left empty rather than failing (or stalling) the whole scrape.
+      if (opts.redis.status !== 'ready') return;
       const counts = await Promise.all(
         QUEUE_NAMES.map((q) =>
           opts.queues.get(q).getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'waiting-children', 'completed', 'failed'),

@@ -2,6 +2,7 @@ import { Queue, type Job, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { z } from 'zod';
 import type { PlatformConfig } from './config.ts';
+import { delay } from './util.ts';
 
 export const QUEUE_NAMES = [
   'calibrate',
@@ -110,8 +111,10 @@ export class Queues {
     return this.get(def.queue).addBulk(jobs);
   }
 
-  async close(): Promise<void> {
-    await Promise.allSettled([...this.#queues.values()].map((queue) => queue.close()));
+  /** Closes every queue; bounded, because BullMQ waits for a connection that may never come. */
+  async close(timeoutMs = 2_000): Promise<void> {
+    const closing = Promise.allSettled([...this.#queues.values()].map((queue) => queue.close()));
+    await Promise.race([closing, delay(timeoutMs)]);
     this.#queues.clear();
   }
 }

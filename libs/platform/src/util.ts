@@ -24,11 +24,18 @@ export function delay(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
-export type Issue = { path: PropertyKey[]; message: string };
+export type Issue = { path: PropertyKey[]; message: string; issues?: readonly Issue[] };
 
-/** One line naming the first few zod issues, for error messages and failed-job reasons. */
+/**
+ * One line naming the first few zod issues, for error messages and failed-job reasons. A record key
+ * that fails its schema is reported with the key's own message, not zod's generic "Invalid key".
+ */
 export function summarizeIssues(issues: readonly Issue[]): string {
-  const shown = issues.slice(0, 3).map((i) => (i.path.length ? `${i.path.map(String).join('.')}: ${i.message}` : i.message));
+  const describe = (i: Issue) => {
+    const inner = i.issues?.length ? i.issues.map((n) => n.message).join('; ') : i.message;
+    return i.path.length ? `${i.path.map(String).join('.')}: ${inner}` : inner;
+  };
+  const shown = issues.slice(0, 3).map(describe);
   const more = issues.length > 3 ? ` (and ${issues.length - 3} more)` : '';
   return `${shown.join('; ')}${more}`;
 }
