@@ -43,7 +43,7 @@ describe('caliber start (npm start)', () => {
       headers: { authorization: `Bearer ${env.apiKey}`, ...(json ? { 'content-type': 'application/json' } : {}) },
       body: json ? JSON.stringify(json) : undefined,
     });
-    return { status: res.status, body: await res.json() };
+    return { status: res.status, body: (await res.json()) as any };
   };
 
   beforeAll(async () => {

@@ -1,0 +1,15 @@
+import { calibrateBench } from './calibrate.ts';
+
+/** `npm run bench` runs every benchmark; `npm run bench -- <name>` runs one. */
+const BENCHMARKS: Record<string, () => Promise<void>> = {
+  calibrate: () => calibrateBench(),
+};
+
+const wanted = process.argv.slice(2);
+const unknown = wanted.filter((name) => !(name in BENCHMARKS));
+if (unknown.length > 0) {
+  console.error(`unknown benchmark(s): ${unknown.join(', ')}; known: ${Object.keys(BENCHMARKS).join(', ')}`);
+  process.exit(2);
+}
+for (const name of wanted.length > 0 ? wanted : Object.keys(BENCHMARKS)) await BENCHMARKS[name]!();
+process.exit(0);
