@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { serve, type ServerType } from '@hono/node-server';
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import { inject } from 'vitest';
+import { afterAll, beforeAll, inject } from 'vitest';
 import { createGateway, type Gateway } from '../apps/gateway/src/app.ts';
 import { startWorkerProcess } from '../apps/worker/src/worker.ts';
 import { headCalibrationModule, loadHeadCalibrationConfig } from '../libs/head-calibration/src/index.ts';
@@ -239,4 +239,21 @@ export function spawnService(entry: string, args: string[], env: Record<string, 
       });
     },
   };
+}
+
+/**
+ * Registers beforeAll/afterAll hooks that give the calling test file (or describe block) its own
+ * test environment and a started Harness; read them from the returned object inside tests.
+ */
+export function useHarness(opts: { env?: Record<string, string>; workers?: boolean | QueueName[] } = {}): { env: TestEnv; h: Harness } {
+  const ctx = {} as { env: TestEnv; h: Harness };
+  beforeAll(async () => {
+    ctx.env = await createTestEnv(opts.env);
+    ctx.h = await Harness.start(ctx.env, { workers: opts.workers });
+  });
+  afterAll(async () => {
+    await ctx.h?.stop();
+    await ctx.env?.cleanup();
+  });
+  return ctx;
 }

@@ -1,23 +1,13 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { loadHeadCalibrationConfig, runHeadCalibration } from '../../libs/head-calibration/src/index.ts';
 import { histogram, summarizeSorted } from '../../libs/head-calibration/src/math.ts';
 import { libraryBatch, skewed } from '../fixtures.ts';
-import { createTestEnv, Harness, type TestEnv } from '../harness.ts';
+import { useHarness } from '../harness.ts';
 
-let env: TestEnv;
-let h: Harness;
-
-beforeAll(async () => {
-  env = await createTestEnv();
-  h = await Harness.start(env, { workers: true });
-});
-afterAll(async () => {
-  await h?.stop();
-  await env?.cleanup();
-});
+const t = useHarness({ workers: true });
 
 const MOOD = 'effnet/mood_happy';
 const DANCE = 'effnet/danceability';
@@ -27,23 +17,23 @@ const batchA = libraryBatch(0, 3000, { [MOOD]: skewed(2), [DANCE]: skewed(1) }, 
 const batchB = libraryBatch(3000, 3000, { [MOOD]: skewed(2), [DANCE]: skewed(0.4) }, 1);
 
 async function run() {
-  const res = await h.request('POST', '/admin/calibration/run?wait=true');
+  const res = await t.h.request('POST', '/admin/calibration/run?wait=true');
   expect(res.status, JSON.stringify(res.body)).toBe(200);
   return res.body.calibration;
 }
 
 async function referenceFile(head: string) {
-  return JSON.parse(await readFile(join(env.modelsDir, 'effnet', 'heads', `${head}-calibration.json`), 'utf8'));
+  return JSON.parse(await readFile(join(t.env.modelsDir, 'effnet', 'heads', `${head}-calibration.json`), 'utf8'));
 }
 
 async function references() {
-  const { body } = await h.request('GET', '/admin/calibration/references');
+  const { body } = await t.h.request('GET', '/admin/calibration/references');
   return Object.fromEntries(body.items.map((r: { model_name: string; head_name: string; version: number }) => [`${r.model_name}/${r.head_name}`, r.version]));
 }
 
 describe('the development workflow of the seed', () => {
   it('run 1: every head is new, so unstable, and gets a v1 reference', async () => {
-    expect((await h.request('POST', '/library/files', { json: batchA })).body).toEqual({ files: 3000, tags: 12_000 });
+    expect((await t.h.request('POST', '/library/files', { json: batchA })).body).toEqual({ files: 3000, tags: 12_000 });
     const cal = await run();
     expect(cal).toMatchObject({
       version: 1,
@@ -56,7 +46,7 @@ describe('the development workflow of the seed', () => {
       apd_p5: null, apd_p95: null, srd: null, jsd: null, median_drift: null, iqr_drift: null, is_stable: false, failed_metrics: [],
     });
     expect(cal.heads[MOOD].labels.mood_happy).toMatchObject({ method: 'minmax', samples: 3000 });
-    expect(cal.saved_files[MOOD]).toBe(join(env.modelsDir, 'effnet', 'heads', 'mood_happy-calibration-v1.json'));
+    expect(cal.saved_files[MOOD]).toBe(join(t.env.modelsDir, 'effnet', 'heads', 'mood_happy-calibration-v1.json'));
     expect(existsSync(cal.saved_files[DANCE])).toBe(true);
     // ?wait=true answers once the reference updates are installed.
     expect(await references()).toEqual({ [MOOD]: 1, [DANCE]: 1 });
@@ -66,7 +56,7 @@ describe('the development workflow of the seed', () => {
   it('computes the percentiles in Postgres exactly as numpy would from the raw scores', async () => {
     const scores = batchA.files.map((f) => f.scores[MOOD]!.mood_happy as number);
     const expected = summarizeSorted(Float64Array.from(scores).sort());
-    const [run1] = await h.query<{ details: { labels: Record<string, Record<string, unknown>> } }>(
+    const [run1] = await t.h.query<{ details: { labels: Record<string, Record<string, unknown>> } }>(
       "SELECT details FROM calibration_runs WHERE version = 1 AND head_name = 'mood_happy'",
     );
     const label = run1!.details.labels.mood_happy!;
@@ -75,8 +65,8 @@ describe('the development workflow of the seed', () => {
   });
 
   it('calibrates files ingested after run 1 with the v1 reference', async () => {
-    await h.request('POST', '/library/files', { json: batchB });
-    const { body } = await h.request('GET', `/library/files?path=${encodeURIComponent(batchB.files[0]!.path)}`);
+    await t.h.request('POST', '/library/files', { json: batchB });
+    const { body } = await t.h.request('GET', `/library/files?path=${encodeURIComponent(batchB.files[0]!.path)}`);
     expect(body.tags.every((t: { calibration_version: number | null; calibrated_score: number | null }) => t.calibration_version === 1 && t.calibrated_score !== null)).toBe(
       true,
     );
@@ -95,53 +85,53 @@ describe('the development workflow of the seed', () => {
     expect(await references()).toEqual({ [MOOD]: 1, [DANCE]: 2 });
     expect((await referenceFile('mood_happy')).version).toBe(1);
     expect((await referenceFile('danceability')).version).toBe(2);
-    expect(existsSync(join(env.modelsDir, 'effnet', 'heads', 'mood_happy-calibration-v2.json'))).toBe(true);
+    expect(existsSync(join(t.env.modelsDir, 'effnet', 'heads', 'mood_happy-calibration-v2.json'))).toBe(true);
   });
 
   it('run 3 on the same data: stable everywhere, no reference changes', async () => {
-    const outboxBefore = (await h.query('SELECT id FROM outbox')).length;
-    const danceBefore = await readFile(join(env.modelsDir, 'effnet', 'heads', 'danceability-calibration.json'), 'utf8');
+    const outboxBefore = (await t.h.query('SELECT id FROM outbox')).length;
+    const danceBefore = await readFile(join(t.env.modelsDir, 'effnet', 'heads', 'danceability-calibration.json'), 'utf8');
     const cal = await run();
     expect(cal.version).toBe(3);
     expect(cal.reference_updates).toEqual({ [MOOD]: 'kept', [DANCE]: 'kept' });
     expect(cal.summary).toMatchObject({ stable_heads: 2, unstable_heads: 0 });
     expect(cal.heads[DANCE].reference_version).toBe(2);
-    expect((await h.query('SELECT id FROM outbox')).length).toBe(outboxBefore);
+    expect((await t.h.query('SELECT id FROM outbox')).length).toBe(outboxBefore);
     expect(await references()).toEqual({ [MOOD]: 1, [DANCE]: 2 });
-    expect(await readFile(join(env.modelsDir, 'effnet', 'heads', 'danceability-calibration.json'), 'utf8')).toBe(danceBefore);
+    expect(await readFile(join(t.env.modelsDir, 'effnet', 'heads', 'danceability-calibration.json'), 'utf8')).toBe(danceBefore);
   });
 
   it('lists the history newest first, filtered by model and head', async () => {
-    const all = await h.request('GET', '/admin/calibration/history');
+    const all = await t.h.request('GET', '/admin/calibration/history');
     expect(all.body).toMatchObject({ status: 'ok', count: 6 });
     expect(all.body.runs.map((r: { version: number }) => r.version)).toEqual([3, 3, 2, 2, 1, 1]);
     const run = all.body.runs[0];
     expect(typeof run.timestamp).toBe('number');
     expect(Math.abs(run.timestamp - Date.now())).toBeLessThan(120_000);
     expect(typeof run.is_stable).toBe('boolean');
-    const dance = await h.request('GET', '/admin/calibration/history?model=effnet&head=danceability&limit=2');
+    const dance = await t.h.request('GET', '/admin/calibration/history?model=effnet&head=danceability&limit=2');
     expect(dance.body.runs.map((r: { version: number; is_stable: boolean }) => [r.version, r.is_stable])).toEqual([
       [3, true],
       [2, false],
     ]);
     expect(dance.body.runs[1]).toMatchObject({ reference_version: 1, file_count: 6000 });
-    expect((await h.request('GET', '/admin/calibration/history?model=other')).body.count).toBe(0);
-    expect((await h.request('GET', '/admin/calibration/history?limit=0')).status).toBe(400);
+    expect((await t.h.request('GET', '/admin/calibration/history?model=other')).body.count).toBe(0);
+    expect((await t.h.request('GET', '/admin/calibration/history?limit=0')).status).toBe(400);
   });
 
   it('returns the committed run when a job is retried after its commit, writing nothing twice', async () => {
-    const config = loadHeadCalibrationConfig(env.env);
-    const job = { jobId: 'retried-job', causedBy: 'calibrate/retried-job', log: h.platform.log };
-    const first = await runHeadCalibration(h.platform, config, job);
-    const rowsAfterFirst = await h.query('SELECT id FROM calibration_runs');
-    const second = await runHeadCalibration(h.platform, config, job);
+    const config = loadHeadCalibrationConfig(t.env.env);
+    const job = { jobId: 'retried-job', causedBy: 'calibrate/retried-job', log: t.h.platform.log };
+    const first = await runHeadCalibration(t.h.platform, config, job);
+    const rowsAfterFirst = await t.h.query('SELECT id FROM calibration_runs');
+    const second = await runHeadCalibration(t.h.platform, config, job);
     expect(second).toEqual(first);
-    expect(await h.query('SELECT id FROM calibration_runs')).toHaveLength(rowsAfterFirst.length);
-    expect(await h.query("SELECT version FROM calibration_versions WHERE job_id = 'retried-job'")).toHaveLength(1);
+    expect(await t.h.query('SELECT id FROM calibration_runs')).toHaveLength(rowsAfterFirst.length);
+    expect(await t.h.query("SELECT version FROM calibration_versions WHERE job_id = 'retried-job'")).toHaveLength(1);
   });
 
   it('reports labels with too few scores and leaves them out', async () => {
-    await h.request('POST', '/library/files', { json: { files: [{ path: '/rare.mp3', scores: { 'effnet/rare': { rare: 0.5 } } }] } });
+    await t.h.request('POST', '/library/files', { json: { files: [{ path: '/rare.mp3', scores: { 'effnet/rare': { rare: 0.5 } } }] } });
     const cal = await run();
     expect(cal.skipped_labels).toEqual([{ model_name: 'effnet', head_name: 'rare', label: 'rare', samples: 1 }]);
     expect(Object.keys(cal.heads)).toEqual([DANCE, MOOD]);
@@ -149,66 +139,48 @@ describe('the development workflow of the seed', () => {
 });
 
 describe('edge cases', () => {
-  let empty: TestEnv;
-  let e: Harness;
-  beforeAll(async () => {
-    empty = await createTestEnv({ CALIBRATION_MIN_SAMPLES: '1000' });
-    e = await Harness.start(empty, { workers: true });
-  });
-  afterAll(async () => {
-    await e?.stop();
-    await empty?.cleanup();
-  });
+  const edge = useHarness({ env: { CALIBRATION_MIN_SAMPLES: '1000' }, workers: true });
 
   it('fails a run over an empty library with 422 and a reason, consuming no version', async () => {
-    const res = await e.request('POST', '/admin/calibration/run?wait=true');
+    const res = await edge.h.request('POST', '/admin/calibration/run?wait=true');
     expect(res.status).toBe(422);
     expect(res.body.error).toMatchObject({ code: 'job_failed', message: expect.stringMatching(/no scores yet/) });
-    expect(await e.query('SELECT 1 FROM calibration_versions')).toHaveLength(0);
+    expect(await edge.h.query('SELECT 1 FROM calibration_versions')).toHaveLength(0);
   });
 
   it('fails a run whose labels all have too few scores, saying which setting to change', async () => {
-    await e.request('POST', '/library/files', { json: libraryBatch(0, 10, { [MOOD]: skewed(1) }) });
-    const res = await e.request('POST', '/admin/calibration/run?wait=true');
+    await edge.h.request('POST', '/library/files', { json: libraryBatch(0, 10, { [MOOD]: skewed(1) }) });
+    const res = await edge.h.request('POST', '/admin/calibration/run?wait=true');
     expect(res.status).toBe(422);
     expect(res.body.error.message).toMatch(/at least 1000 scores \(CALIBRATION_MIN_SAMPLES\); 2 label\(s\) skipped/);
   });
 
   it('answers 202 with the job link without ?wait', async () => {
-    const res = await e.request('POST', '/admin/calibration/run');
+    const res = await edge.h.request('POST', '/admin/calibration/run');
     expect(res.status).toBe(202);
     expect(res.body).toEqual({ jobId: expect.any(String), queue: 'calibrate', status: `/admin/jobs/calibrate/${res.body.jobId}` });
   });
 });
 
 describe('production mode (CALIBRATE_HEADS=false)', () => {
-  let prodEnv: TestEnv;
-  let p: Harness;
-  beforeAll(async () => {
-    prodEnv = await createTestEnv({ CALIBRATE_HEADS: 'false' });
-    p = await Harness.start(prodEnv);
-  });
-  afterAll(async () => {
-    await p?.stop();
-    await prodEnv?.cleanup();
-  });
+  const prod = useHarness({ env: { CALIBRATE_HEADS: 'false' } });
 
   it.each([
     ['POST', '/admin/calibration/run'],
     ['POST', '/admin/calibration/run?wait=true'],
     ['GET', '/admin/calibration/history'],
   ])('%s %s answers 403 as the seed did', async (method, path) => {
-    const res = await p.request(method, path);
+    const res = await prod.h.request(method, path);
     expect(res.status).toBe(403);
     expect(res.body).toEqual({ error: { code: 'calibration_disabled', message: 'Calibration API endpoints are disabled' } });
   });
 
   it('still requires the key before saying so', async () => {
-    expect((await p.request('POST', '/admin/calibration/run', { key: null })).status).toBe(401);
+    expect((await prod.h.request('POST', '/admin/calibration/run', { key: null })).status).toBe(401);
   });
 
   it('still ingests and imports', async () => {
-    expect((await p.request('POST', '/library/files', { json: libraryBatch(0, 3, { [MOOD]: skewed(1) }) })).status).toBe(200);
-    expect((await p.request('GET', '/admin/calibration/references')).status).toBe(200);
+    expect((await prod.h.request('POST', '/library/files', { json: libraryBatch(0, 3, { [MOOD]: skewed(1) }) })).status).toBe(200);
+    expect((await prod.h.request('GET', '/admin/calibration/references')).status).toBe(200);
   });
 });

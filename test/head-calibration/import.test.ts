@@ -3,19 +3,9 @@ import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createTestEnv, Harness, spawnService, type TestEnv } from '../harness.ts';
+import { spawnService, useHarness } from '../harness.ts';
 
-let env: TestEnv;
-let h: Harness;
-
-beforeAll(async () => {
-  env = await createTestEnv({ CALIBRATE_HEADS: 'false' });
-  h = await Harness.start(env);
-});
-afterAll(async () => {
-  await h?.stop();
-  await env?.cleanup();
-});
+const t = useHarness({ env: { CALIBRATE_HEADS: 'false' } });
 
 const file = (model: string, head: string, version = 3, labels: Record<string, unknown> = { a: { p5: 0.1, p95: 0.8, method: 'minmax', samples: 1200 } }) => ({
   model_name: model,
@@ -34,21 +24,21 @@ const goodBundle = {
 
 async function installedFiles(): Promise<string[]> {
   const out: string[] = [];
-  for (const model of await readdir(env.modelsDir).catch(() => [] as string[])) {
-    for (const name of await readdir(join(env.modelsDir, model, 'heads')).catch(() => [] as string[])) out.push(`${model}/heads/${name}`);
+  for (const model of await readdir(t.env.modelsDir).catch(() => [] as string[])) {
+    for (const name of await readdir(join(t.env.modelsDir, model, 'heads')).catch(() => [] as string[])) out.push(`${model}/heads/${name}`);
   }
   return out.sort();
 }
 
 describe('POST /admin/calibration/import', () => {
   beforeEach(async () => {
-    await h.query('TRUNCATE calibration_references');
-    await rm(env.modelsDir, { recursive: true, force: true });
-    await mkdir(env.modelsDir, { recursive: true });
+    await t.h.query('TRUNCATE calibration_references');
+    await rm(t.env.modelsDir, { recursive: true, force: true });
+    await mkdir(t.env.modelsDir, { recursive: true });
   });
 
   it('installs every reference file and moves every pointer', async () => {
-    const res = await h.request('POST', '/admin/calibration/import', { json: { files: goodBundle } });
+    const res = await t.h.request('POST', '/admin/calibration/import', { json: { files: goodBundle } });
     expect(res.status).toBe(200);
     expect(res.body.imported.map((i: { model_name: string; head_name: string; version: number }) => `${i.model_name}/${i.head_name}@${i.version}`)).toEqual([
       'effnet/mood_happy@3',
@@ -60,8 +50,8 @@ describe('POST /admin/calibration/import', () => {
       'effnet/heads/mood_happy-calibration.json',
       'musicnn/heads/genre-calibration.json',
     ]);
-    expect(JSON.parse(await readFile(join(env.modelsDir, 'effnet/heads/mood_happy-calibration.json'), 'utf8'))).toEqual(goodBundle['effnet/heads/mood_happy-calibration.json']);
-    const refs = await h.query('SELECT model_name, head_name, version, source FROM calibration_references ORDER BY 1, 2');
+    expect(JSON.parse(await readFile(join(t.env.modelsDir, 'effnet/heads/mood_happy-calibration.json'), 'utf8'))).toEqual(goodBundle['effnet/heads/mood_happy-calibration.json']);
+    const refs = await t.h.query('SELECT model_name, head_name, version, source FROM calibration_references ORDER BY 1, 2');
     expect(refs).toEqual([
       { model_name: 'effnet', head_name: 'danceability', version: 5, source: 'import' },
       { model_name: 'effnet', head_name: 'mood_happy', version: 3, source: 'import' },
@@ -82,12 +72,12 @@ describe('POST /admin/calibration/import', () => {
   ];
 
   it.each(broken)('refuses a bundle with %s, installing none of its good files', async (_, bad, message) => {
-    const res = await h.request('POST', '/admin/calibration/import', { json: { files: { ...goodBundle, ...bad } } });
+    const res = await t.h.request('POST', '/admin/calibration/import', { json: { files: { ...goodBundle, ...bad } } });
     expect(res.status).toBe(400);
     expect(res.body.error.code).toBe('invalid_bundle');
     expect(res.body.error.files.map((f: { message: string }) => f.message).join('\n')).toMatch(message);
     expect(await installedFiles()).toEqual([]);
-    expect(await h.query('SELECT 1 FROM calibration_references')).toHaveLength(0);
+    expect(await t.h.query('SELECT 1 FROM calibration_references')).toHaveLength(0);
   });
 
   it('imports a bundle directory on the gateway host, ignoring versioned files', async () => {
@@ -96,7 +86,7 @@ describe('POST /admin/calibration/import', () => {
       await mkdir(join(dir, 'effnet', 'heads'), { recursive: true });
       await writeFile(join(dir, 'effnet/heads/mood_happy-calibration.json'), JSON.stringify(file('effnet', 'mood_happy', 9)));
       await writeFile(join(dir, 'effnet/heads/mood_happy-calibration-v9.json'), JSON.stringify(file('effnet', 'mood_happy', 9)));
-      const res = await h.request('POST', '/admin/calibration/import', { json: { dir } });
+      const res = await t.h.request('POST', '/admin/calibration/import', { json: { dir } });
       expect(res.status).toBe(200);
       expect(res.body.imported).toHaveLength(1);
       expect(await installedFiles()).toEqual(['effnet/heads/mood_happy-calibration.json']);
@@ -106,7 +96,7 @@ describe('POST /admin/calibration/import', () => {
   });
 
   it('refuses an empty or missing directory', async () => {
-    const res = await h.request('POST', '/admin/calibration/import', { json: { dir: '/no/such/dir' } });
+    const res = await t.h.request('POST', '/admin/calibration/import', { json: { dir: '/no/such/dir' } });
     expect(res.status).toBe(400);
     expect(res.body.error.files[0].message).toMatch(/cannot read directory/);
   });
@@ -122,20 +112,20 @@ describe('caliber calibration import <dir>', () => {
   afterAll(async () => rm(dir, { recursive: true, force: true }));
 
   it('installs a valid bundle', async () => {
-    await h.query('TRUNCATE calibration_references');
-    const cli = spawnService('apps/cli/src/main.ts', ['calibration', 'import', dir], env.env);
+    await t.h.query('TRUNCATE calibration_references');
+    const cli = spawnService('apps/cli/src/main.ts', ['calibration', 'import', dir], t.env.env);
     expect((await cli.exited).code).toBe(0);
     expect(cli.output()).toMatch(/installed effnet\/mood_happy v4/);
-    expect(await h.query('SELECT version FROM calibration_references')).toEqual([{ version: 4 }]);
-    expect(existsSync(join(env.modelsDir, 'effnet/heads/mood_happy-calibration.json'))).toBe(true);
+    expect(await t.h.query('SELECT version FROM calibration_references')).toEqual([{ version: 4 }]);
+    expect(existsSync(join(t.env.modelsDir, 'effnet/heads/mood_happy-calibration.json'))).toBe(true);
   });
 
   it('lists every problem of an invalid bundle, exits 2 and changes nothing', async () => {
     await writeFile(join(dir, 'effnet/heads/danceability-calibration.json'), '{ not json');
-    await h.query('TRUNCATE calibration_references');
-    const cli = spawnService('apps/cli/src/main.ts', ['calibration', 'import', dir], env.env);
+    await t.h.query('TRUNCATE calibration_references');
+    const cli = spawnService('apps/cli/src/main.ts', ['calibration', 'import', dir], t.env.env);
     expect((await cli.exited).code).toBe(2);
     expect(cli.output()).toMatch(/effnet\/heads\/danceability-calibration\.json: not readable JSON/);
-    expect(await h.query('SELECT 1 FROM calibration_references')).toHaveLength(0);
+    expect(await t.h.query('SELECT 1 FROM calibration_references')).toHaveLength(0);
   });
 });

@@ -31,6 +31,15 @@ const waitingOnRunLock = async () =>
     )
   ).length > 0;
 
+/** Starts a calibration run and catches it mid-flight: active in a worker, blocked on the run lock. */
+async function runInFlight() {
+  const lock = await holdRunLock();
+  const { body } = await h.request('POST', '/admin/calibration/run');
+  const job = () => h.platform.queues.get('calibrate').getJob(body.jobId);
+  await waitFor(async () => (await (await job())?.getState()) === 'active' && (await waitingOnRunLock()), { what: 'run in flight' });
+  return { jobId: body.jobId as string, job, lock };
+}
+
 beforeAll(async () => {
   env = await createTestEnv();
   h = await Harness.start(env); // gateway only
@@ -49,10 +58,7 @@ afterAll(async () => {
 describe('a worker killed in the middle of a calibration run', () => {
   it('has its job picked up by another worker, which produces exactly one set of runs', async () => {
     const first = await startWorker();
-    const lock = await holdRunLock();
-    const { body } = await h.request('POST', '/admin/calibration/run');
-    const job = () => h.platform.queues.get('calibrate').getJob(body.jobId);
-    await waitFor(async () => (await (await job())?.getState()) === 'active' && (await waitingOnRunLock()), { what: 'run in flight' });
+    const { jobId, job, lock } = await runInFlight();
 
     first.child.kill('SIGKILL');
     expect((await first.exited).signal).toBe('SIGKILL');
@@ -63,7 +69,7 @@ describe('a worker killed in the middle of a calibration run', () => {
     const done = await job();
     expect(done?.returnvalue.calibration.version).toBe(1);
     expect(await h.query('SELECT version, count(*)::int AS heads FROM calibration_runs GROUP BY version')).toEqual([{ version: 1, heads: 2 }]);
-    expect(await h.query('SELECT job_id FROM calibration_versions')).toEqual([{ job_id: body.jobId }]);
+    expect(await h.query('SELECT job_id FROM calibration_versions')).toEqual([{ job_id: jobId }]);
     expect(await h.query("SELECT payload->>'head_name' AS head FROM outbox ORDER BY 1")).toEqual([{ head: 'danceability' }, { head: 'mood_happy' }]);
     await waitFor(async () => (await h.query('SELECT 1 FROM calibration_references WHERE version = 1')).length === 2, { what: 'references installed' });
   });
@@ -72,10 +78,7 @@ describe('a worker killed in the middle of a calibration run', () => {
 describe('graceful shutdown', () => {
   it('lets an active job finish on SIGTERM, then exits 0', async () => {
     const worker = await startWorker();
-    const lock = await holdRunLock();
-    const { body } = await h.request('POST', '/admin/calibration/run');
-    const job = () => h.platform.queues.get('calibrate').getJob(body.jobId);
-    await waitFor(async () => (await (await job())?.getState()) === 'active' && (await waitingOnRunLock()), { what: 'run in flight' });
+    const { job, lock } = await runInFlight();
 
     worker.child.kill('SIGTERM');
     await worker.waitForOutput(/"msg":"shutting down"/);

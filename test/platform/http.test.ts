@@ -1,29 +1,19 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestEnv, Harness, type TestEnv } from '../harness.ts';
+import { describe, expect, it } from 'vitest';
+import { useHarness } from '../harness.ts';
 
-let env: TestEnv;
-let h: Harness;
-
-beforeAll(async () => {
-  env = await createTestEnv();
-  h = await Harness.start(env, { workers: true });
-});
-afterAll(async () => {
-  await h?.stop();
-  await env?.cleanup();
-});
+const t = useHarness({ workers: true });
 
 describe('public probes and documents', () => {
   it('answers /healthz and /readyz without a key', async () => {
-    expect(await h.request('GET', '/healthz', { key: null })).toMatchObject({ status: 200, body: { status: 'ok' } });
-    expect(await h.request('GET', '/readyz', { key: null })).toMatchObject({
+    expect(await t.h.request('GET', '/healthz', { key: null })).toMatchObject({ status: 200, body: { status: 'ok' } });
+    expect(await t.h.request('GET', '/readyz', { key: null })).toMatchObject({
       status: 200,
       body: { status: 'ok', postgres: 'ok', redis: 'ok' },
     });
   });
 
   it('serves an OpenAPI 3.1 document generated from the routes', async () => {
-    const { status, body } = await h.request('GET', '/openapi.json', { key: null });
+    const { status, body } = await t.h.request('GET', '/openapi.json', { key: null });
     expect(status).toBe(200);
     expect(body.openapi).toBe('3.1.0');
     for (const path of ['/library/files', '/admin/calibration/run', '/admin/calibration/history', '/admin/jobs/{queue}/{id}']) {
@@ -38,31 +28,31 @@ describe('admin authentication', () => {
     ['no key', null, 'Missing bearer token'],
     ['a wrong key', 'not-the-key-at-all', 'Invalid API key'],
   ])('refuses %s with 401 and the error shape', async (_, key, message) => {
-    const res = await h.request('GET', '/admin/calibration/history', { key });
+    const res = await t.h.request('GET', '/admin/calibration/history', { key });
     expect(res.status).toBe(401);
     expect(res.body).toEqual({ error: { code: 'unauthorized', message } });
     expect(res.headers.get('www-authenticate')).toBe('Bearer');
   });
 
   it('refuses the admin key with its last character changed', async () => {
-    const almost = `${env.apiKey.slice(0, -1)}${env.apiKey.endsWith('Z') ? 'Y' : 'Z'}`;
-    expect((await h.request('GET', '/admin/calibration/history', { key: almost })).status).toBe(401);
+    const almost = `${t.env.apiKey.slice(0, -1)}${t.env.apiKey.endsWith('Z') ? 'Y' : 'Z'}`;
+    expect((await t.h.request('GET', '/admin/calibration/history', { key: almost })).status).toBe(401);
   });
 
   it('accepts the admin key', async () => {
-    expect((await h.request('GET', '/admin/calibration/history')).status).toBe(200);
+    expect((await t.h.request('GET', '/admin/calibration/history')).status).toBe(200);
   });
 
   it('sends a browser without a session to the login form, and lets it in after signing in', async () => {
-    const anonymous = await h.request('GET', '/admin/queues', { key: null, headers: { accept: 'text/html' } });
+    const anonymous = await t.h.request('GET', '/admin/queues', { key: null, headers: { accept: 'text/html' } });
     expect(anonymous.status).toBe(302);
     expect(anonymous.headers.get('location')).toBe('/login?next=%2Fadmin%2Fqueues');
 
-    const form = await h.request('GET', '/login?next=/admin/queues', { key: null });
+    const form = await t.h.request('GET', '/login?next=/admin/queues', { key: null });
     expect(form.status).toBe(200);
     expect(form.text).toContain('name="key"');
 
-    const wrong = await h.request('POST', '/login', {
+    const wrong = await t.h.request('POST', '/login', {
       key: null,
       body: new URLSearchParams({ key: 'nope', next: '/admin/queues' }).toString(),
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
@@ -70,9 +60,9 @@ describe('admin authentication', () => {
     expect(wrong.status).toBe(401);
     expect(wrong.headers.get('set-cookie')).toBeNull();
 
-    const ok = await h.request('POST', '/login', {
+    const ok = await t.h.request('POST', '/login', {
       key: null,
-      body: new URLSearchParams({ key: env.apiKey, next: '//evil.example/' }).toString(),
+      body: new URLSearchParams({ key: t.env.apiKey, next: '//evil.example/' }).toString(),
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
     });
     expect(ok.status).toBe(303);
@@ -81,54 +71,54 @@ describe('admin authentication', () => {
     expect(cookie).toMatch(/^caliber_session=/);
     expect(ok.headers.get('set-cookie')).toMatch(/HttpOnly/i);
 
-    const board = await h.request('GET', '/admin/queues', { key: null, headers: { cookie, accept: 'text/html' } });
+    const board = await t.h.request('GET', '/admin/queues', { key: null, headers: { cookie, accept: 'text/html' } });
     expect(board.status).toBe(200);
     expect(board.text).toContain('<html');
-    const api = await h.request('GET', '/admin/queues/api/queues', { key: null, headers: { cookie } });
+    const api = await t.h.request('GET', '/admin/queues/api/queues', { key: null, headers: { cookie } });
     expect(api.status).toBe(200);
     expect(api.body.queues.map((q: { name: string }) => q.name)).toEqual(
       expect.arrayContaining(['calibrate', 'retag-file', 'update-reference', 'notify']),
     );
-    const forged = await h.request('GET', '/admin/queues/api/queues', { key: null, headers: { cookie: `caliber_session=${Date.now() + 1e6}.forged` } });
+    const forged = await t.h.request('GET', '/admin/queues/api/queues', { key: null, headers: { cookie: `caliber_session=${Date.now() + 1e6}.forged` } });
     expect(forged.status).toBe(401);
   });
 
   it('protects Bull Board from API clients without a key', async () => {
-    expect((await h.request('GET', '/admin/queues/api/queues', { key: null })).status).toBe(401);
+    expect((await t.h.request('GET', '/admin/queues/api/queues', { key: null })).status).toBe(401);
   });
 });
 
 describe('errors', () => {
   it('answers an unknown route with 404 in the error shape', async () => {
-    expect(await h.request('GET', '/no/such/route')).toMatchObject({ status: 404, body: { error: { code: 'not_found' } } });
+    expect(await t.h.request('GET', '/no/such/route')).toMatchObject({ status: 404, body: { error: { code: 'not_found' } } });
   });
 
   it('refuses a body over 10 MiB with 413 and writes nothing', async () => {
     const big = JSON.stringify({ files: [{ path: '/a.mp3', scores: {}, pad: 'x'.repeat(10 * 1024 * 1024) }] });
-    const res = await h.request('POST', '/library/files', { body: big, headers: { 'content-type': 'application/json' } });
+    const res = await t.h.request('POST', '/library/files', { body: big, headers: { 'content-type': 'application/json' } });
     expect(res.status).toBe(413);
     expect(res.body.error.code).toBe('payload_too_large');
-    expect(await h.query('SELECT 1 FROM library_files')).toHaveLength(0);
+    expect(await t.h.query('SELECT 1 FROM library_files')).toHaveLength(0);
   });
 });
 
 describe('jobs and metrics', () => {
   it('describes a job by queue and id, and 404s unknown ones', async () => {
-    const started = await h.request('POST', '/admin/schedules/calibrate-heads/run');
+    const started = await t.h.request('POST', '/admin/schedules/calibrate-heads/run');
     expect(started.status).toBe(202);
     expect(started.body).toMatchObject({ queue: 'calibrate', status: `/admin/jobs/calibrate/${started.body.jobId}` });
-    const job = await h.request('GET', started.body.status);
+    const job = await t.h.request('GET', started.body.status);
     expect(job.status).toBe(200);
     expect(job.body).toMatchObject({ id: started.body.jobId, queue: 'calibrate', name: 'heads', data: { requested_by: 'schedule' } });
     expect(Object.keys(job.body)).toEqual(
       expect.arrayContaining(['state', 'progress', 'result', 'failedReason', 'attemptsMade', 'timestamps']),
     );
-    expect((await h.request('GET', '/admin/jobs/calibrate/does-not-exist')).status).toBe(404);
-    expect((await h.request('GET', '/admin/jobs/no-such-queue/1')).body.error.code).toBe('not_found');
+    expect((await t.h.request('GET', '/admin/jobs/calibrate/does-not-exist')).status).toBe(404);
+    expect((await t.h.request('GET', '/admin/jobs/no-such-queue/1')).body.error.code).toBe('not_found');
   });
 
   it('exposes queue depths, job durations and HTTP latencies', async () => {
-    const res = await h.request('GET', '/metrics');
+    const res = await t.h.request('GET', '/metrics');
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/text\/plain/);
     expect(res.text).toMatch(/caliber_queue_jobs\{queue="calibrate",state="(waiting|active|completed|failed)"\} \d+/);

@@ -1,25 +1,15 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createLogger, syncSchedules, type ScheduleDefinition } from '../../libs/platform/src/index.ts';
 import { calibrateHeadsJob } from '../../libs/head-calibration/src/index.ts';
-import { createTestEnv, Harness, waitFor, type TestEnv } from '../harness.ts';
+import { useHarness, waitFor } from '../harness.ts';
 import { parseQueuesArg } from '../../apps/worker/src/worker.ts';
 
-let env: TestEnv;
-let h: Harness;
-
-beforeAll(async () => {
-  env = await createTestEnv({ CALIBRATION_CRON: '0 3 * * 1' });
-  h = await Harness.start(env, { workers: ['calibrate', 'update-reference'] });
-});
-afterAll(async () => {
-  await h?.stop();
-  await env?.cleanup();
-});
+const t = useHarness({ env: { CALIBRATION_CRON: '0 3 * * 1' }, workers: ['calibrate', 'update-reference'] });
 
 describe('job processing', () => {
   it('fails a job whose payload breaks its schema at once, without retries', async () => {
-    const job = await h.platform.queues.get('calibrate').add('heads', { requested_by: 42 });
-    const failed = await waitFor(async () => ((await job.getState()) === 'failed' ? h.platform.queues.get('calibrate').getJob(job.id ?? '') : false), {
+    const job = await t.h.platform.queues.get('calibrate').add('heads', { requested_by: 42 });
+    const failed = await waitFor(async () => ((await job.getState()) === 'failed' ? t.h.platform.queues.get('calibrate').getJob(job.id ?? '') : false), {
       what: 'failed job',
     });
     expect(failed?.attemptsMade).toBe(1);
@@ -27,9 +17,9 @@ describe('job processing', () => {
   });
 
   it('fails a job nobody handles, naming it', async () => {
-    const job = await h.platform.queues.get('calibrate').add('no-such-kind', {});
+    const job = await t.h.platform.queues.get('calibrate').add('no-such-kind', {});
     await waitFor(async () => (await job.getState()) === 'failed', { what: 'failed job' });
-    const failed = await h.platform.queues.get('calibrate').getJob(job.id ?? '');
+    const failed = await t.h.platform.queues.get('calibrate').getJob(job.id ?? '');
     expect(failed?.failedReason).toBe('No handler for job "no-such-kind" on queue "calibrate"');
   });
 
@@ -43,7 +33,7 @@ describe('job processing', () => {
 
 describe('job schedulers', () => {
   it('registers the enabled schedules at worker start, and lists them with their next run', async () => {
-    const res = await h.request('GET', '/admin/schedules');
+    const res = await t.h.request('GET', '/admin/schedules');
     expect(res.status).toBe(200);
     const schedule = res.body.items.find((s: { id: string }) => s.id === 'calibrate-heads');
     expect(schedule).toMatchObject({ queue: 'calibrate', job: 'heads', pattern: '0 3 * * 1', enabled: true, registered: true });
@@ -56,20 +46,20 @@ describe('job schedulers', () => {
   it('upserts idempotently and removes a schedule whose setting is turned off', async () => {
     const base: ScheduleDefinition = { id: 'calibrate-heads', description: '', job: calibrateHeadsJob, payload: {}, pattern: '0 3 * * 1', tz: 'UTC' };
     const log = createLogger({ level: 'silent', name: 't' });
-    const queue = h.platform.queues.get('calibrate');
-    await syncSchedules(h.platform.queues, [base], log);
-    await syncSchedules(h.platform.queues, [base], log);
+    const queue = t.h.platform.queues.get('calibrate');
+    await syncSchedules(t.h.platform.queues, [base], log);
+    await syncSchedules(t.h.platform.queues, [base], log);
     expect(await queue.getJobSchedulersCount()).toBe(1);
-    await syncSchedules(h.platform.queues, [{ ...base, pattern: undefined }], log);
+    await syncSchedules(t.h.platform.queues, [{ ...base, pattern: undefined }], log);
     expect(await queue.getJobSchedulersCount()).toBe(0);
-    await syncSchedules(h.platform.queues, [base], log);
+    await syncSchedules(t.h.platform.queues, [base], log);
     expect(await queue.getJobSchedulersCount()).toBe(1);
   });
 
   it('runs a schedule by hand, and 404s an unknown one', async () => {
-    const res = await h.request('POST', '/admin/schedules/calibrate-heads/run');
+    const res = await t.h.request('POST', '/admin/schedules/calibrate-heads/run');
     expect(res.status).toBe(202);
-    expect((await h.platform.queues.get('calibrate').getJob(res.body.jobId))?.name).toBe('heads');
-    expect((await h.request('POST', '/admin/schedules/nope/run')).status).toBe(404);
+    expect((await t.h.platform.queues.get('calibrate').getJob(res.body.jobId))?.name).toBe('heads');
+    expect((await t.h.request('POST', '/admin/schedules/nope/run')).status).toBe(404);
   });
 });

@@ -26,7 +26,7 @@ export function createGateway(platform: PlatformContext, modules: DomainModule[]
   const waiter = new JobWaiter({ connection: platform.blockingRedis, config: platform.config, queues: platform.queues, pool: platform.pool });
   const ctx: GatewayContext = { ...platform, waiter };
   const metrics = createGatewayMetrics({ queues: platform.queues, redis: platform.redis, config: platform.config });
-  const schedules = modules.flatMap((m) => m.schedules?.() ?? []);
+  const schedules = modules.flatMap((m) => m.schedules?.(platform.config) ?? []);
   const auth = adminAuth(platform.config.CALIBER_API_KEY);
 
   const app = createRouter();

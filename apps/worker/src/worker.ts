@@ -36,7 +36,7 @@ export async function startWorkerProcess(
     relay: opts.relay,
   });
   // Upserting is idempotent, so every worker process may do it at start.
-  await syncSchedules(platform.queues, modules.flatMap((m) => m.schedules?.() ?? []), platform.log).catch((err: unknown) =>
+  await syncSchedules(platform.queues, modules.flatMap((m) => m.schedules?.(platform.config) ?? []), platform.log).catch((err: unknown) =>
     platform.log.warn({ err }, 'could not register job schedulers now (Redis down?); they are registered at the next start'),
   );
   return running;

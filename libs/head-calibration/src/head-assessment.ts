@@ -79,6 +79,7 @@ export function assessHead(input: {
   return {
     modelName: input.modelName,
     headName: input.headName,
+    // Files scored by the head: its labels are normally scored together, so the largest label count.
     fileCount: Math.max(...stats.map((s) => s.samples)),
     p5: mean(stats.map((s) => s.p5)),
     p95: mean(stats.map((s) => s.p95)),

@@ -28,14 +28,14 @@ export function headCalibrationModule(config: HeadCalibrationConfig = loadHeadCa
       ),
       jobHandler(updateReferenceJob, (payload, job) => updateHeadReference(job.platform.db, config, payload, job.log)),
     ],
-    schedules: () => [
+    schedules: (platform) => [
       {
         id: 'calibrate-heads',
         description: 'Head calibration run over the whole library (CALIBRATION_CRON, development mode only)',
         job: calibrateHeadsJob,
         payload: { requested_by: 'schedule' },
         pattern: config.CALIBRATE_HEADS ? config.CALIBRATION_CRON : undefined,
-        tz: process.env.TZ ?? 'UTC',
+        tz: platform.TZ,
       },
     ],
   };

@@ -33,7 +33,8 @@ export interface DomainModule {
   name: string;
   routes?(ctx: GatewayContext): OpenAPIHono<AppEnv>;
   jobs?: JobHandler[];
-  schedules?(): ScheduleDefinition[];
+  /** Recurring jobs; `tz` comes from the platform's TZ setting. */
+  schedules?(config: PlatformConfig): ScheduleDefinition[];
 }
 
 export function createPlatform(
