@@ -163,7 +163,7 @@ describe('edge cases', () => {
 });
 
 describe('production mode (CALIBRATE_HEADS=false)', () => {
-  const prod = useHarness({ env: { CALIBRATE_HEADS: 'false' } });
+  const prod = useHarness({ env: { CALIBRATE_HEADS: 'false' }, workers: true });
 
   it.each([
     ['POST', '/admin/calibration/run'],
@@ -177,6 +177,15 @@ describe('production mode (CALIBRATE_HEADS=false)', () => {
 
   it('still requires the key before saying so', async () => {
     expect((await prod.h.request('POST', '/admin/calibration/run', { key: null })).status).toBe(401);
+  });
+
+  it('refuses a calibration job started some other way (a schedule run by hand)', async () => {
+    const started = await prod.h.request('POST', '/admin/schedules/calibrate-heads/run');
+    expect(started.status).toBe(202);
+    const job = await prod.h.platform.queues.get('calibrate').getJob(started.body.jobId);
+    const outcome = await prod.h.gateway.ctx.waiter.waitForJob(job!, 10_000);
+    expect(outcome).toMatchObject({ state: 'failed', reason: 'Calibration runs are disabled (CALIBRATE_HEADS=false)' });
+    expect(await prod.h.query('SELECT 1 FROM calibration_runs')).toHaveLength(0);
   });
 
   it('still ingests and imports', async () => {

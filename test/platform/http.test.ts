@@ -74,6 +74,9 @@ describe('admin authentication', () => {
     const board = await t.h.request('GET', '/admin/queues', { key: null, headers: { cookie, accept: 'text/html' } });
     expect(board.status).toBe(200);
     expect(board.text).toContain('<html');
+    const script = board.text.match(/src="(static\/js\/main\.[^"]+\.js)"/)?.[1];
+    expect(script).toBeDefined();
+    expect((await t.h.request('GET', `/admin/queues/${script}`, { key: null, headers: { cookie } })).status).toBe(200);
     const api = await t.h.request('GET', '/admin/queues/api/queues', { key: null, headers: { cookie } });
     expect(api.status).toBe(200);
     expect(api.body.queues.map((q: { name: string }) => q.name)).toEqual(

@@ -120,6 +120,10 @@ export async function runHeadCalibration(
   config: HeadCalibrationConfig,
   job: Pick<JobContext, 'causedBy' | 'log'> & { jobId: string; progress?: (p: object) => Promise<void> },
 ): Promise<CalibrationResult> {
+  if (!config.CALIBRATE_HEADS) {
+    // Production mode tags with installed references only; a stray or hand-started run must not move them.
+    throw new UnrecoverableError('Calibration runs are disabled (CALIBRATE_HEADS=false)');
+  }
   const client = await platform.pool.connect();
   let locked = false;
   try {
