@@ -121,13 +121,20 @@ describe('the development workflow of the seed', () => {
 
   it('returns the committed run when a job is retried after its commit, writing nothing twice', async () => {
     const config = loadHeadCalibrationConfig(t.env.env);
-    const job = { jobId: 'retried-job', causedBy: 'calibrate/retried-job', log: t.h.platform.log };
+    const job = { jobKey: 'calibrate/retried-job@1', log: t.h.platform.log };
     const first = await runHeadCalibration(t.h.platform, config, job);
     const rowsAfterFirst = await t.h.query('SELECT id FROM calibration_runs');
     const second = await runHeadCalibration(t.h.platform, config, job);
     expect(second).toEqual(first);
     expect(await t.h.query('SELECT id FROM calibration_runs')).toHaveLength(rowsAfterFirst.length);
-    expect(await t.h.query("SELECT version FROM calibration_versions WHERE job_id = 'retried-job'")).toHaveLength(1);
+    expect(await t.h.query("SELECT version FROM calibration_versions WHERE job_id = 'calibrate/retried-job@1'")).toHaveLength(1);
+  });
+
+  it('makes a new run for a new job that reuses an old job id (Redis lost its data)', async () => {
+    const config = loadHeadCalibrationConfig(t.env.env);
+    const first = await runHeadCalibration(t.h.platform, config, { jobKey: 'calibrate/7@1000', log: t.h.platform.log });
+    const second = await runHeadCalibration(t.h.platform, config, { jobKey: 'calibrate/7@2000', log: t.h.platform.log });
+    expect(second.calibration.version).toBe(first.calibration.version + 1);
   });
 
   it('reports labels with too few scores and leaves them out', async () => {

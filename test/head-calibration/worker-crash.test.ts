@@ -69,7 +69,7 @@ describe('a worker killed in the middle of a calibration run', () => {
     const done = await job();
     expect(done?.returnvalue.calibration.version).toBe(1);
     expect(await h.query('SELECT version, count(*)::int AS heads FROM calibration_runs GROUP BY version')).toEqual([{ version: 1, heads: 2 }]);
-    expect(await h.query('SELECT job_id FROM calibration_versions')).toEqual([{ job_id: jobId }]);
+    expect(await h.query('SELECT job_id FROM calibration_versions')).toEqual([{ job_id: `calibrate/${jobId}@${(await job())?.timestamp}` }]);
     expect(await h.query("SELECT payload->>'head_name' AS head FROM outbox ORDER BY 1")).toEqual([{ head: 'danceability' }, { head: 'mood_happy' }]);
     await waitFor(async () => (await h.query('SELECT 1 FROM calibration_references WHERE version = 1')).length === 2, { what: 'references installed' });
   });

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { safeNext } from '../../libs/platform/src/auth.ts';
 import { useHarness } from '../harness.ts';
 
 const t = useHarness({ workers: true });
@@ -84,6 +85,18 @@ describe('admin authentication', () => {
     );
     const forged = await t.h.request('GET', '/admin/queues/api/queues', { key: null, headers: { cookie: `caliber_session=${Date.now() + 1e6}.forged` } });
     expect(forged.status).toBe(401);
+  });
+
+  it.each([
+    ['/admin/queues', '/admin/queues'],
+    ['/admin/jobs/calibrate/1?x=1', '/admin/jobs/calibrate/1?x=1'],
+    ['//evil.example/', '/admin/queues'],
+    ['/\t/evil.example', '/admin/queues'],
+    ['/\\evil.example', '/admin/queues'],
+    ['https://evil.example/admin', '/admin/queues'],
+    ['javascript:alert(1)', '/admin/queues'],
+  ])('after login goes to %j as %j, never off-site', (next, expected) => {
+    expect(safeNext(next)).toBe(expected);
   });
 
   it('protects Bull Board from API clients without a key', async () => {

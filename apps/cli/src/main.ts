@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { headCalibrationModule, importCalibrationBundle, InvalidBundleError, loadHeadCalibrationConfig, readBundleDir } from '@caliber/head-calibration';
 import { ConfigError, createDatabase, loadPlatformConfig, runMigrations, type QueueName } from '@caliber/platform';
 import { preflight, PreflightError } from './preflight.ts';
-import { DEFAULT_WORKER_GROUPS, localApiKey, superviseProcesses, workerGroups } from './start.ts';
+import { DEFAULT_WORKER_GROUPS, localApiKey, ROOT, superviseProcesses, workerGroups } from './start.ts';
 
 const USAGE = `Usage: caliber <command>
 
@@ -40,12 +40,15 @@ function loadAll<A, B>(a: () => A, b: () => B): [A, B] {
 }
 
 async function start(): Promise<number> {
-  if (existsSync('.env')) process.loadEnvFile('.env');
   const env = { ...process.env };
   if (!env.CALIBER_API_KEY) {
     const { key, generated } = localApiKey();
     env.CALIBER_API_KEY = key;
-    say(`${generated ? 'generated an' : 'using the'} admin API key in .caliber/api-key (set CALIBER_API_KEY to choose your own): ${key}`);
+    say(
+      generated
+        ? `generated an admin API key, kept in .caliber/api-key (set CALIBER_API_KEY to choose your own): ${key}`
+        : 'using the admin API key in .caliber/api-key (set CALIBER_API_KEY to choose your own)',
+    );
   }
   // Every setting is checked here, so a wrong value stops start-up before any process is launched.
   const [config, heads] = loadAll(() => loadPlatformConfig(env), () => loadHeadCalibrationConfig(env));
@@ -72,7 +75,7 @@ async function importBundle(dir: string | undefined): Promise<number> {
   const heads = loadHeadCalibrationConfig();
   const { db, close } = createDatabase(config.DATABASE_URL, { max: 2, applicationName: 'caliber-cli' });
   try {
-    const installed = await importCalibrationBundle(db, heads.MODELS_DIR, await readBundleDir(resolve(dir)));
+    const installed = await importCalibrationBundle(db, heads.MODELS_DIR, await readBundleDir(dir));
     for (const i of installed) say(`installed ${i.model_name}/${i.head_name} v${i.version} → ${i.path}`);
     say(`${installed.length} reference calibration(s) installed`);
     return 0;
@@ -90,6 +93,11 @@ async function importBundle(dir: string | undefined): Promise<number> {
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  // Every command sees the same settings and relative paths (MODELS_DIR, .env) as the processes
+  // `start` launches, wherever it is run from; a directory argument is resolved first.
+  const bundleDir = command === 'calibration' && rest[1] ? resolve(rest[1]) : undefined;
+  process.chdir(ROOT);
+  if (existsSync('.env')) process.loadEnvFile('.env');
   switch (command) {
     case 'start':
       return start();
@@ -97,7 +105,7 @@ async function main(argv: string[]): Promise<number> {
       await migrate();
       return 0;
     case 'calibration':
-      if (rest[0] === 'import') return importBundle(rest[1]);
+      if (rest[0] === 'import') return importBundle(bundleDir);
       break;
   }
   console.error(USAGE);

@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { QUEUE_NAMES, type QueueName } from '@caliber/platform';
 
-const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const GATEWAY_ENTRY = fileURLToPath(new URL('../../gateway/src/main.ts', import.meta.url));
 const WORKER_ENTRY = fileURLToPath(new URL('../../worker/src/main.ts', import.meta.url));
 

@@ -17,7 +17,7 @@ import { bodyLimit } from 'hono/body-limit';
 import { requestId } from 'hono/request-id';
 
 /** Routes anyone may call: probes, the API description and the login form. */
-const PUBLIC_PATHS = new Set(['/healthz', '/readyz', '/openapi.json', '/docs', '/login', '/logout']);
+const PUBLIC_PATHS = new Set(['/healthz', '/readyz', '/openapi.json', '/login', '/logout']);
 
 export const MAX_BODY_BYTES = 10 * 1024 * 1024;
 

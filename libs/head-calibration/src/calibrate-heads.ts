@@ -3,7 +3,7 @@ import { UnrecoverableError } from 'bullmq';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import type pg from 'pg';
 import Cursor from 'pg-cursor';
-import { versionedCalibrationPath, writeJsonAtomic, type CalibrationFile } from './calibration-files.ts';
+import { versionedCalibrationPath, writeJsonAtomic, type CalibrationFile, type LabelCalibration } from './calibration-files.ts';
 import { thresholdsFor, type HeadCalibrationConfig } from './config.ts';
 import { assessHead, type HeadAssessment, type HeadReferenceStatistics, type LabelDetails } from './head-assessment.ts';
 import { updateReferenceJob } from './jobs.ts';
@@ -54,6 +54,11 @@ export function decodeFloat8Array(buf: Buffer): Float64Array {
   return out;
 }
 
+/** What a calibration keeps of each label's statistics: the min-max parameters. */
+function labelCalibrations(labels: Record<string, { p5: number; p95: number; samples: number }>): Record<string, LabelCalibration> {
+  return Object.fromEntries(Object.entries(labels).map(([label, l]) => [label, { p5: l.p5, p95: l.p95, method: 'minmax' as const, samples: l.samples }]));
+}
+
 /** The versioned (and, once installed, reference) calibration file of one head of a run. */
 export function calibrationFileOf(
   run: { modelName: string; headName: string; version: number; fileCount: number; createdAt: Date },
@@ -65,9 +70,7 @@ export function calibrationFileOf(
     version: run.version,
     file_count: run.fileCount,
     created_at: run.createdAt.toISOString(),
-    labels: Object.fromEntries(
-      Object.entries(labels).map(([label, l]) => [label, { p5: l.p5, p95: l.p95, method: 'minmax' as const, samples: l.samples }]),
-    ),
+    labels: labelCalibrations(labels),
   };
 }
 
@@ -76,9 +79,7 @@ function headResult(a: HeadAssessment) {
   return {
     model_name: a.modelName,
     head_name: a.headName,
-    labels: Object.fromEntries(
-      Object.entries(a.labels).map(([label, l]) => [label, { p5: l.p5, p95: l.p95, method: 'minmax' as const, samples: l.samples }]),
-    ),
+    labels: labelCalibrations(a.labels),
     drift_metrics: { ...(a.metrics ?? nullMetrics), is_stable: a.isStable, failed_metrics: a.failedMetrics },
     is_stable: a.isStable,
     reference_version: a.referenceVersion,
@@ -118,7 +119,7 @@ interface LabelRow {
 export async function runHeadCalibration(
   platform: Pick<PlatformContext, 'pool' | 'log'>,
   config: HeadCalibrationConfig,
-  job: Pick<JobContext, 'causedBy' | 'log'> & { jobId: string; progress?: (p: object) => Promise<void> },
+  job: Pick<JobContext, 'jobKey' | 'log'> & { progress?: (p: object) => Promise<void> },
 ): Promise<CalibrationResult> {
   if (!config.CALIBRATE_HEADS) {
     // Production mode tags with installed references only; a stray or hand-started run must not move them.
@@ -129,7 +130,7 @@ export async function runHeadCalibration(
   try {
     await client.query('SELECT pg_advisory_lock(hashtext($1))', [RUN_LOCK]);
     locked = true;
-    const done = await client.query<{ result: CalibrationResult }>('SELECT result FROM calibration_versions WHERE job_id = $1', [job.jobId]);
+    const done = await client.query<{ result: CalibrationResult }>('SELECT result FROM calibration_versions WHERE job_id = $1', [job.jobKey]);
     if (done.rows[0]) {
       job.log.info('run already committed by an earlier attempt; returning it');
       return done.rows[0].result;
@@ -248,13 +249,13 @@ export async function runHeadCalibration(
           },
         })),
       );
-      await tx.insert(calibrationVersions).values({ version, jobId: job.jobId, librarySize, result });
+      await tx.insert(calibrationVersions).values({ version, jobId: job.jobKey, librarySize, result });
       await appendOutbox(
         tx,
         assessments
           .filter((a) => !a.isStable)
           .map((a) => outboxEvent(updateReferenceJob, { model_name: a.modelName, head_name: a.headName, version })),
-        job.causedBy,
+        job.jobKey,
       );
     });
     job.log.info(result.calibration.summary, 'calibration run committed');

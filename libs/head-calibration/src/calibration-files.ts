@@ -46,6 +46,11 @@ function insideModelsDir(modelsDir: string, model: string, file: string): string
   return path;
 }
 
+/** Advisory lock around writing a head's reference file and moving its pointer (update-reference, import). */
+export function referenceLockKey(model: string, head: string): string {
+  return `caliber:reference:${model}/${head}`;
+}
+
 export function versionedCalibrationPath(modelsDir: string, model: string, head: string, version: number): string {
   if (!NAME_PATTERN.test(head)) throw new Error(`unsafe head name ${JSON.stringify(head)}`);
   return insideModelsDir(modelsDir, model, `${head}-calibration-v${version}.json`);
@@ -56,24 +61,45 @@ export function referenceCalibrationPath(modelsDir: string, model: string, head:
   return insideModelsDir(modelsDir, model, `${head}-calibration.json`);
 }
 
+export interface StagedFile {
+  /** Renames the staged file over its target. */
+  commit(): Promise<void>;
+  /** Removes the staged file. */
+  discard(): Promise<void>;
+}
+
 /**
- * Writes JSON so a reader sees either the old file or the new one, never a torn one: a temp file in
- * the same directory, flushed to disk, then renamed over the target.
+ * Writes JSON to a temp file beside `path`, flushed to disk, ready to be renamed over it: staging
+ * several files first lets a caller replace none of them if any write fails.
  */
-export async function writeJsonAtomic(path: string, data: unknown): Promise<void> {
+export async function stageJson(path: string, data: unknown): Promise<StagedFile> {
   await mkdir(dirname(path), { recursive: true });
   const temp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   const handle = await open(temp, 'w', 0o644);
   try {
     await handle.writeFile(`${JSON.stringify(data, null, 2)}\n`);
     await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  try {
-    await rename(temp, path);
   } catch (err) {
+    await handle.close();
     await rm(temp, { force: true });
     throw err;
   }
+  await handle.close();
+  const discard = () => rm(temp, { force: true });
+  return {
+    discard,
+    async commit() {
+      try {
+        await rename(temp, path);
+      } catch (err) {
+        await discard();
+        throw err;
+      }
+    },
+  };
+}
+
+/** Writes JSON so a reader sees either the old file or the new one, never a torn one. */
+export async function writeJsonAtomic(path: string, data: unknown): Promise<void> {
+  await (await stageJson(path, data)).commit();
 }

@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import type { Database } from '@caliber/platform';
 import { summarizeIssues } from '@caliber/platform';
 import { sql } from 'drizzle-orm';
-import { calibrationFileSchema, NAME_PATTERN, referenceCalibrationPath, writeJsonAtomic, type CalibrationFile } from './calibration-files.ts';
+import { calibrationFileSchema, NAME_PATTERN, referenceCalibrationPath, referenceLockKey, stageJson, type CalibrationFile, type StagedFile } from './calibration-files.ts';
+import { calibrationReferences } from './schema.ts';
 
 /** `<model>/heads/<head>-calibration.json`: the only files a bundle installs. */
 const BUNDLE_PATH = /^([^/]+)\/heads\/([^/]+)-calibration\.json$/;
@@ -45,7 +46,8 @@ export async function readBundleDir(dir: string): Promise<BundleEntry[]> {
       try {
         entries.push({ file, content: JSON.parse(await readFile(join(headsDir, name), 'utf8')) });
       } catch (err) {
-        problems.push({ file, message: `not readable JSON: ${(err as Error).message}` });
+        // Node's JSON errors quote the file's text; say only what kind of problem it is.
+        problems.push({ file, message: err instanceof SyntaxError ? 'not valid JSON' : `not readable: ${(err as NodeJS.ErrnoException).code ?? 'error'}` });
       }
     }
   }
@@ -85,27 +87,39 @@ export function validateBundle(entries: BundleEntry[]): CalibrationFile[] {
 }
 
 /**
- * Installs a validated bundle: the reference files are written (each atomically) only after every
- * file passed validation, then all reference pointers move in one transaction.
+ * Installs a bundle: every file is validated, then every reference file is staged (written and
+ * flushed beside its target) before any is replaced; the renames and the pointer moves happen
+ * together in one transaction holding each head's reference lock.
  */
 export async function importCalibrationBundle(
   db: Database,
   modelsDir: string,
   entries: BundleEntry[],
 ): Promise<{ model_name: string; head_name: string; version: number; path: string }[]> {
-  const files = validateBundle(entries);
-  const installed = [];
-  for (const f of files) {
-    const path = referenceCalibrationPath(modelsDir, f.model_name, f.head_name);
-    await writeJsonAtomic(path, f);
-    installed.push({ model_name: f.model_name, head_name: f.head_name, version: f.version, path });
+  const files = validateBundle(entries).sort((a, b) => `${a.model_name}/${a.head_name}`.localeCompare(`${b.model_name}/${b.head_name}`));
+  const installed = files.map((f) => ({
+    model_name: f.model_name,
+    head_name: f.head_name,
+    version: f.version,
+    path: referenceCalibrationPath(modelsDir, f.model_name, f.head_name),
+  }));
+  const staged: StagedFile[] = [];
+  try {
+    for (const [i, f] of files.entries()) staged.push(await stageJson(installed[i]!.path, f));
+    await db.transaction(async (tx) => {
+      // Sorted lock order: two imports of overlapping bundles cannot deadlock.
+      for (const f of files) await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtext(${referenceLockKey(f.model_name, f.head_name)}))`);
+      await tx
+        .insert(calibrationReferences)
+        .values(files.map((f) => ({ modelName: f.model_name, headName: f.head_name, version: f.version, labels: f.labels, source: 'import' as const })))
+        .onConflictDoUpdate({
+          target: [calibrationReferences.modelName, calibrationReferences.headName],
+          set: { version: sql`excluded.version`, labels: sql`excluded.labels`, source: sql`excluded.source`, updatedAt: sql`now()` },
+        });
+      for (const file of staged.splice(0)) await file.commit();
+    });
+  } finally {
+    await Promise.allSettled(staged.map((f) => f.discard()));
   }
-  await db.execute(sql`
-    INSERT INTO calibration_references (model_name, head_name, version, labels, source, updated_at)
-    SELECT model_name, head_name, version, labels, 'import', now()
-      FROM jsonb_to_recordset(${JSON.stringify(files.map((f) => ({ model_name: f.model_name, head_name: f.head_name, version: f.version, labels: f.labels })))}::jsonb)
-        AS b(model_name text, head_name text, version int, labels jsonb)
-    ON CONFLICT (model_name, head_name) DO UPDATE
-      SET version = excluded.version, labels = excluded.labels, source = 'import', updated_at = now()`);
   return installed;
 }

@@ -20,8 +20,7 @@ export function headCalibrationModule(config: HeadCalibrationConfig = loadHeadCa
     jobs: [
       jobHandler(calibrateHeadsJob, (_payload, job) =>
         runHeadCalibration(job.platform, config, {
-          jobId: job.job.id ?? '',
-          causedBy: job.causedBy,
+          jobKey: job.jobKey,
           log: job.log,
           progress: (p) => job.job.updateProgress(p),
         }),

@@ -1,8 +1,9 @@
-import type { Database, Executor } from '@caliber/platform';
+import { groupBy, type Database, type Executor } from '@caliber/platform';
 import { z } from '@hono/zod-openapi';
-import { sql } from 'drizzle-orm';
+import { asc, eq, gt, inArray, sql } from 'drizzle-orm';
 import { labelSchema, NAME_PATTERN, type LabelCalibration } from './calibration-files.ts';
 import { minmaxCalibrate } from './math.ts';
+import { libraryFiles, libraryTags } from './schema.ts';
 
 export const headKeySchema = z
   .string()
@@ -148,25 +149,32 @@ export async function loadLibraryFiles(
   db: Executor,
   where: { id: number } | { path: string } | { afterId: number; limit: number },
 ): Promise<LibraryFileView[]> {
-  const condition =
+  const columns = { id: libraryFiles.id, path: libraryFiles.path, taggedAt: libraryFiles.taggedAt };
+  const files =
     'id' in where
-      ? sql`id = ${where.id}`
+      ? await db.select(columns).from(libraryFiles).where(eq(libraryFiles.id, where.id))
       : 'path' in where
-        ? sql`path = ${where.path}`
-        : sql`id > ${where.afterId} ORDER BY id LIMIT ${where.limit}`;
-  const files = await db.execute<{ id: number; path: string; tagged_at: Date }>(
-    sql`SELECT id, path, tagged_at FROM library_files WHERE ${condition}`,
-  );
-  if (files.rows.length === 0) return [];
-  const tags = await db.execute<LibraryFileView['tags'][number] & { file_id: number }>(sql`
-    SELECT file_id, model_name, head_name, label, raw_score, calibrated_score, calibration_version
-      FROM library_tags WHERE file_id = ANY(${sql.param(files.rows.map((f) => f.id))}::bigint[])
-     ORDER BY file_id, model_name, head_name, label`);
-  const byFile = new Map<number, LibraryFileView['tags']>();
-  for (const { file_id, ...tag } of tags.rows) {
-    const list = byFile.get(file_id) ?? [];
-    list.push(tag);
-    byFile.set(file_id, list);
-  }
-  return files.rows.map((f) => ({ id: f.id, path: f.path, tagged_at: new Date(f.tagged_at).toISOString(), tags: byFile.get(f.id) ?? [] }));
+        ? await db.select(columns).from(libraryFiles).where(eq(libraryFiles.path, where.path))
+        : await db.select(columns).from(libraryFiles).where(gt(libraryFiles.id, where.afterId)).orderBy(asc(libraryFiles.id)).limit(where.limit);
+  if (files.length === 0) return [];
+  const tags = await db
+    .select({
+      fileId: libraryTags.fileId,
+      model_name: libraryTags.modelName,
+      head_name: libraryTags.headName,
+      label: libraryTags.label,
+      raw_score: libraryTags.rawScore,
+      calibrated_score: libraryTags.calibratedScore,
+      calibration_version: libraryTags.calibrationVersion,
+    })
+    .from(libraryTags)
+    .where(inArray(libraryTags.fileId, files.map((f) => f.id)))
+    .orderBy(libraryTags.fileId, libraryTags.modelName, libraryTags.headName, libraryTags.label);
+  const byFile = groupBy(tags, (t) => t.fileId);
+  return files.map((f) => ({
+    id: f.id,
+    path: f.path,
+    tagged_at: f.taggedAt.toISOString(),
+    tags: (byFile.get(f.id) ?? []).map(({ fileId: _, ...tag }) => tag),
+  }));
 }

@@ -5,19 +5,21 @@ import {
   errorSchema,
   jobAccepted,
   jobAcceptedSchema,
+  jobKey,
   respondAfterWait,
   waitQuerySchema,
   type AppEnv,
   type GatewayContext,
 } from '@caliber/platform';
 import { createRoute, z } from '@hono/zod-openapi';
-import { sql } from 'drizzle-orm';
+import { and, desc, eq, sql } from 'drizzle-orm';
 import type { MiddlewareHandler } from 'hono';
 import { referenceCalibrationPath } from './calibration-files.ts';
 import type { HeadCalibrationConfig } from './config.ts';
-import { importCalibrationBundle, InvalidBundleError, readBundleDir, type BundleEntry } from './import-bundle.ts';
+import { importCalibrationBundle, InvalidBundleError, type BundleEntry } from './import-bundle.ts';
 import { calibrateHeadsJob } from './jobs.ts';
 import { ingestLibraryFiles, ingestRequestSchema, libraryFileSchema, loadLibraryFiles } from './library.ts';
+import { calibrationReferences, calibrationRuns } from './schema.ts';
 
 const json = <T extends z.ZodType>(schema: T, description: string) => ({
   description,
@@ -133,17 +135,15 @@ const historyRoute = createRoute({
   },
 });
 
+// Files travel in the request; reading a directory on the server is the CLI's job
+// (`caliber calibration import <dir>`), so this route never touches the host's file system.
 const importBodySchema = z
-  .union([
-    z.object({ dir: z.string().min(1).openapi({ description: 'A bundle directory on the gateway host' }) }).strict(),
-    z
-      .object({
-        files: z
-          .record(z.string(), z.unknown())
-          .openapi({ description: 'Bundle files by path, e.g. {"effnet/heads/mood_happy-calibration.json": {…}}' }),
-      })
-      .strict(),
-  ])
+  .object({
+    files: z
+      .record(z.string(), z.unknown())
+      .openapi({ description: 'Bundle files by path, e.g. {"effnet/heads/mood_happy-calibration.json": {…}}' }),
+  })
+  .strict()
   .openapi('CalibrationImport');
 
 const importedSchema = z.object({
@@ -227,32 +227,46 @@ export function headCalibrationRoutes(ctx: GatewayContext, config: HeadCalibrati
     const outcome = await ctx.waiter.waitForJob(job, deadline - Date.now());
     if (outcome.state !== 'completed') return respondAfterWait(c, job, outcome);
     // The run's answer is only given once its reference updates are installed too.
-    const updates = await ctx.waiter.waitForDownstream(`${job.queueName}/${job.id}`, deadline);
+    const updates = await ctx.waiter.waitForDownstream(jobKey(job), deadline);
     return respondAfterWait(c, job, updates.state === 'completed' ? outcome : updates, outcome.result);
   });
 
   app.openapi(historyRoute, async (c) => {
     const { model, head, limit } = c.req.valid('query');
-    const conditions = [model !== undefined ? sql`model_name = ${model}` : undefined, head !== undefined ? sql`head_name = ${head}` : undefined].filter(
-      (x) => x !== undefined,
-    );
-    const where = conditions.length ? sql`WHERE ${sql.join(conditions, sql` AND `)}` : sql``;
-    const { rows } = await ctx.db.execute<z.infer<typeof runSchema>>(sql`
-      SELECT id, model_name, head_name, version, file_count,
-             (extract(epoch FROM timestamp) * 1000)::bigint AS timestamp,
-             p5, p95, range, reference_version, apd_p5, apd_p95, srd, jsd, median_drift, iqr_drift, is_stable,
-             coalesce(details -> 'failed_metrics', '[]'::jsonb) AS failed_metrics
-        FROM calibration_runs ${where}
-       ORDER BY version DESC, model_name, head_name
-       LIMIT ${limit}`);
-    return c.json({ status: 'ok' as const, count: rows.length, runs: rows }, 200);
+    const r = calibrationRuns;
+    const runs = await ctx.db
+      .select({
+        id: r.id,
+        model_name: r.modelName,
+        head_name: r.headName,
+        version: r.version,
+        file_count: r.fileCount,
+        timestamp: r.timestamp,
+        p5: r.p5,
+        p95: r.p95,
+        range: r.range,
+        reference_version: r.referenceVersion,
+        apd_p5: r.apdP5,
+        apd_p95: r.apdP95,
+        srd: r.srd,
+        jsd: r.jsd,
+        median_drift: r.medianDrift,
+        iqr_drift: r.iqrDrift,
+        is_stable: r.isStable,
+        failed_metrics: sql<string[]>`coalesce(${r.details} -> 'failed_metrics', '[]'::jsonb)`,
+      })
+      .from(r)
+      .where(and(model !== undefined ? eq(r.modelName, model) : undefined, head !== undefined ? eq(r.headName, head) : undefined))
+      .orderBy(desc(r.version), r.modelName, r.headName)
+      .limit(limit);
+    // The seed's history gives Unix ms.
+    const items = runs.map((run) => ({ ...run, timestamp: run.timestamp.getTime() }));
+    return c.json({ status: 'ok' as const, count: items.length, runs: items }, 200);
   });
 
   app.openapi(importRoute, async (c) => {
-    const body = c.req.valid('json');
+    const entries: BundleEntry[] = Object.entries(c.req.valid('json').files).map(([file, content]) => ({ file, content }));
     try {
-      const entries: BundleEntry[] =
-        'dir' in body ? await readBundleDir(body.dir) : Object.entries(body.files).map(([file, content]) => ({ file, content }));
       return c.json({ status: 'ok' as const, imported: await importCalibrationBundle(ctx.db, config.MODELS_DIR, entries) }, 200);
     } catch (err) {
       if (err instanceof InvalidBundleError) throw new ApiError(400, 'invalid_bundle', err.message, { files: err.problems });
@@ -261,24 +275,17 @@ export function headCalibrationRoutes(ctx: GatewayContext, config: HeadCalibrati
   });
 
   app.openapi(referencesRoute, async (c) => {
-    const { rows } = await ctx.db.execute<{
-      model_name: string;
-      head_name: string;
-      version: number;
-      source: 'run' | 'import';
-      updated_at: Date;
-      labels: Record<string, { p5: number; p95: number; method: string }>;
-    }>(sql`SELECT model_name, head_name, version, source, updated_at, labels FROM calibration_references ORDER BY model_name, head_name`);
-    return c.json(
-      {
-        items: rows.map((r) => ({
-          ...r,
-          updated_at: new Date(r.updated_at).toISOString(),
-          path: referenceCalibrationPath(config.MODELS_DIR, r.model_name, r.head_name),
-        })),
-      },
-      200,
-    );
+    const rows = await ctx.db.select().from(calibrationReferences).orderBy(calibrationReferences.modelName, calibrationReferences.headName);
+    const items = rows.map((r) => ({
+      model_name: r.modelName,
+      head_name: r.headName,
+      version: r.version,
+      source: r.source,
+      updated_at: r.updatedAt.toISOString(),
+      path: referenceCalibrationPath(config.MODELS_DIR, r.modelName, r.headName),
+      labels: r.labels,
+    }));
+    return c.json({ items }, 200);
   });
 
   return app;

@@ -13,6 +13,7 @@ import {
   timestamp,
   unique,
 } from 'drizzle-orm/pg-core';
+import type { LabelCalibration } from './calibration-files.ts';
 
 export const libraryFiles = pgTable(
   'library_files',
@@ -77,8 +78,8 @@ export const calibrationRuns = pgTable(
 );
 
 /**
- * One row per run: the version it took, the job that made it (so a retried job finds its own run
- * instead of making a second one) and the result it answered with.
+ * One row per run: the version it took, the job that made it (`jobKey`, so a retried job finds its
+ * own run instead of making a second one) and the result it answered with.
  */
 export const calibrationVersions = pgTable('calibration_versions', {
   version: integer('version').primaryKey(),
@@ -98,7 +99,7 @@ export const calibrationReferences = pgTable(
     modelName: text('model_name').notNull(),
     headName: text('head_name').notNull(),
     version: integer('version').notNull(),
-    labels: jsonb('labels').notNull(),
+    labels: jsonb('labels').$type<Record<string, LabelCalibration>>().notNull(),
     source: text('source', { enum: ['run', 'import'] }).notNull(),
     updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
   },

@@ -2,11 +2,12 @@ import type { Database, Logger } from '@caliber/platform';
 import { UnrecoverableError } from 'bullmq';
 import { sql } from 'drizzle-orm';
 import type { z } from 'zod';
-import { referenceCalibrationPath, writeJsonAtomic } from './calibration-files.ts';
+import { referenceCalibrationPath, referenceLockKey, writeJsonAtomic } from './calibration-files.ts';
 import { calibrationFileOf } from './calibrate-heads.ts';
 import type { HeadCalibrationConfig } from './config.ts';
 import type { LabelDetails } from './head-assessment.ts';
 import type { updateReferenceJob } from './jobs.ts';
+import { calibrationReferences } from './schema.ts';
 
 export type UpdateReferencePayload = z.infer<typeof updateReferenceJob.schema>;
 
@@ -24,7 +25,7 @@ export async function updateHeadReference(
   const { model_name: model, head_name: head, version } = payload;
   const path = referenceCalibrationPath(config.MODELS_DIR, model, head);
   return db.transaction(async (tx) => {
-    await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtext(${`caliber:reference:${model}/${head}`}))`);
+    await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtext(${referenceLockKey(model, head)}))`);
     const run = (
       await tx.execute<{ file_count: number; timestamp: Date; details: { labels: Record<string, LabelDetails> } }>(sql`
         SELECT file_count, timestamp, details FROM calibration_runs
@@ -46,11 +47,13 @@ export async function updateHeadReference(
       run.details.labels,
     );
     await writeJsonAtomic(path, file);
-    await tx.execute(sql`
-      INSERT INTO calibration_references (model_name, head_name, version, labels, source, updated_at)
-      VALUES (${model}, ${head}, ${version}, ${JSON.stringify(file.labels)}::jsonb, 'run', now())
-      ON CONFLICT (model_name, head_name) DO UPDATE
-        SET version = excluded.version, labels = excluded.labels, source = excluded.source, updated_at = now()`);
+    await tx
+      .insert(calibrationReferences)
+      .values({ modelName: model, headName: head, version, labels: file.labels, source: 'run' })
+      .onConflictDoUpdate({
+        target: [calibrationReferences.modelName, calibrationReferences.headName],
+        set: { version, labels: file.labels, source: 'run', updatedAt: sql`now()` },
+      });
     log.info({ model, head, version, path }, 'reference updated');
     return { status: 'updated' as const, version, path };
   });

@@ -62,9 +62,21 @@ export function adminAuth(apiKey: string | undefined): MiddlewareHandler<AppEnv>
   };
 }
 
-/** Only same-site paths are followed after login, so the form cannot be used as an open redirect. */
-function safeNext(next: string | undefined): string {
-  return next && next.startsWith('/') && !next.startsWith('//') && !next.includes('\\') ? next : '/admin/queues';
+/**
+ * Only same-origin paths are followed after login, so the form cannot be used as an open redirect.
+ * The path is resolved the way a browser would (which drops tabs and newlines, and reads `\` as
+ * `/`), and only its path and query are kept.
+ */
+export function safeNext(next: string | undefined): string {
+  const fallback = '/admin/queues';
+  if (!next) return fallback;
+  const base = 'http://caliber.invalid';
+  try {
+    const url = new URL(next, base);
+    return url.origin === base ? `${url.pathname}${url.search}` : fallback;
+  } catch {
+    return fallback;
+  }
 }
 
 const loginPage = (next: string, failed: boolean) => html`<!doctype html>

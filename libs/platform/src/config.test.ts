@@ -47,6 +47,10 @@ describe('loadPlatformConfig', () => {
     }
   });
 
+  it('never echoes the password of a URL it refuses', () => {
+    expect(() => loadPlatformConfig({ ...base, DATABASE_URL: 'mysql://admin:hunter2@db:3306/x' })).toThrow(/got "mysql:\/\/admin:\*\*\*@db:3306\/x"/);
+  });
+
   it('reports every wrong variable at once', () => {
     expect(() => loadPlatformConfig({ ...base, PORT: 'x', LOG_LEVEL: 'y' })).toThrow(/PORT[\s\S]*LOG_LEVEL/);
   });

@@ -25,9 +25,9 @@ export function parseEnv<S extends z.ZodObject>(schema: S, env: Env = process.en
     throw new ConfigError(
       result.error.issues.map((issue) => {
         const name = issue.path.length > 0 ? issue.path.join('.') : '(environment)';
-        const shown = typeof issue.path[0] === 'string' && !/KEY|SECRET|PASSWORD/.test(issue.path[0])
-          ? picked[issue.path[0]]
-          : undefined;
+        const raw = typeof issue.path[0] === 'string' && !/KEY|SECRET|PASSWORD/.test(issue.path[0]) ? picked[issue.path[0]] : undefined;
+        // A URL may carry a password: never echo it.
+        const shown = raw?.replace(/\/\/([^/@:]*):[^/@]*@/, '//$1:***@');
         return `${name}: ${issue.message}${shown !== undefined ? ` (got "${shown}")` : ''}`;
       }),
     );

@@ -10,6 +10,7 @@ import type { JobHandler } from './processor.ts';
 import { Queues } from './queues.ts';
 import { closeRedis, createRedis } from './redis.ts';
 import type { ScheduleDefinition } from './schedules.ts';
+import { delay } from './util.ts';
 
 /** What every process (gateway, worker, CLI) shares with the domain libs. */
 export interface PlatformContext {
@@ -40,7 +41,7 @@ export interface DomainModule {
 export function createPlatform(
   config: PlatformConfig,
   opts: { name: string; log?: Logger },
-): PlatformContext & { close(): Promise<void> } {
+): PlatformContext & { close(timeoutMs?: number): Promise<void> } {
   const log = opts.log ?? createLogger({ level: config.LOG_LEVEL, name: opts.name });
   const { db, pool } = createDatabase(config.DATABASE_URL, { max: config.DB_POOL_SIZE, applicationName: `caliber-${opts.name}`, log });
   const redis = createRedis(config.REDIS_URL, 'producer', `caliber-${opts.name}`);
@@ -54,9 +55,10 @@ export function createPlatform(
     redis,
     blockingRedis,
     queues,
-    async close() {
+    /** Bounded: a handler that was cut off at shutdown may still hold a pool client. */
+    async close(timeoutMs = 5_000) {
       await queues.close();
-      await Promise.allSettled([pool.end(), closeRedis(redis), closeRedis(blockingRedis)]);
+      await Promise.race([Promise.allSettled([pool.end(), closeRedis(redis), closeRedis(blockingRedis)]), delay(timeoutMs)]);
     },
   };
 }

@@ -23,6 +23,8 @@ export function createDatabase(url: string, options: { max: number; applicationN
     max: options.max,
     application_name: options.applicationName,
     connectionTimeoutMillis: 10_000,
+    // Notices a vanished server on idle connections instead of waiting on them forever.
+    keepAlive: true,
   });
   // An idle client losing its server emits here; without a listener it would crash the process.
   pool.on('error', (err) => options.log?.warn({ err }, 'idle Postgres connection failed'));

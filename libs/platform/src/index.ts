@@ -2,7 +2,7 @@ export { ConfigError, envVar, loadPlatformConfig, parseEnv, platformEnvSchema, t
 export { createLogger, redactUrl, type Logger } from './logger.ts';
 export { createDatabase, ensureDatabaseExists, runMigrations, MIGRATIONS_DIR, type Database, type Executor } from './db.ts';
 export { closeRedis, createRedis, pingRedis, type Redis } from './redis.ts';
-export { defineJob, defaultJobOptions, isQueueName, queuePrefix, Queues, QueueUnavailableError, QUEUE_NAMES, type JobDefinition, type QueueName } from './queues.ts';
+export { defineJob, defaultJobOptions, isQueueName, jobKey, queuePrefix, Queues, QueueUnavailableError, QUEUE_NAMES, type JobDefinition, type QueueName } from './queues.ts';
 export { appendOutbox, outboxEvent, outboxJobId, OutboxRelay, type OutboxEvent } from './outbox.ts';
 export { createQueueProcessor, jobHandler, type JobContext, type JobHandler } from './processor.ts';
 export { concurrencyEnvName, loadQueueConcurrency, startWorkers, type RunningWorkers } from './worker-runtime.ts';

@@ -50,7 +50,7 @@ export async function describeJob(job: Job) {
 
 export type WaitOutcome =
   | { state: 'completed'; result: unknown }
-  | { state: 'failed'; reason: string; retriesExhausted: boolean }
+  | { state: 'failed'; reason: string; refused: boolean; job: Job }
   | { state: 'timeout' };
 
 /**
@@ -89,10 +89,11 @@ export class JobWaiter {
     } catch (err) {
       const fresh = await this.opts.queues.get(job.queueName).getJob(job.id ?? '');
       if (!fresh || (await fresh.getState()) !== 'failed') return { state: 'timeout' };
-      // A job that failed before using all its attempts was stopped on purpose (bad input, nothing to
-      // do): the client gets 422; a job that ran out of retries gets 500.
-      const retriesExhausted = fresh.attemptsMade >= (fresh.opts.attempts ?? 1);
-      return { state: 'failed', reason: fresh.failedReason ?? String((err as Error).message), retriesExhausted };
+      // A job that failed before using all its attempts was refused by its processor on purpose
+      // (bad input, nothing to do): 422. One that ran out of retries, or kept losing its worker: 500.
+      const reason = fresh.failedReason ?? String((err as Error).message);
+      const refused = fresh.attemptsMade < (fresh.opts.attempts ?? 1) && !/stalled more than allowable limit/i.test(reason);
+      return { state: 'failed', reason, refused, job: fresh };
     }
   }
 
@@ -132,10 +133,7 @@ export function respondAfterWait(c: Context<AppEnv>, job: Job, outcome: WaitOutc
     case 'completed':
       return c.json(body ?? outcome.result ?? {}, 200);
     case 'failed':
-      return c.json(
-        errorBody('job_failed', outcome.reason, { job: jobAccepted(job) }),
-        outcome.retriesExhausted ? 500 : 422,
-      );
+      return c.json(errorBody('job_failed', outcome.reason, { job: jobAccepted(outcome.job) }), outcome.refused ? 422 : 500);
     case 'timeout':
       return c.json({ ...jobAccepted(job), timed_out: true }, 202);
   }

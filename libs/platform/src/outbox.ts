@@ -4,7 +4,7 @@ import type { z } from 'zod';
 import type { Executor } from './db.ts';
 import type { Logger } from './logger.ts';
 import type { JobDefinition, QueueName, Queues } from './queues.ts';
-import { isQueueName } from './queues.ts';
+import { QUEUE_NAMES } from './queues.ts';
 import { outbox } from './schema.ts';
 import { groupBy } from './util.ts';
 
@@ -116,15 +116,15 @@ export class OutboxRelay {
     try {
       await client.query('BEGIN');
       const { rows } = await client.query<PendingRow>(
+        // Rows naming a queue this version does not know stay pending instead of blocking the rest.
         `SELECT id, queue, job_name, payload FROM outbox
-          WHERE relayed_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`,
-        [limit],
+          WHERE relayed_at IS NULL AND queue = ANY($2) ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`,
+        [limit, QUEUE_NAMES],
       );
       ids = rows.map((r) => r.id);
       if (rows.length > 0) {
         this.opts.queues.assertConnected();
-        for (const [queue, queueRows] of groupBy(rows, (r) => r.queue)) {
-          if (!isQueueName(queue)) throw new Error(`outbox row names unknown queue "${queue}"`);
+        for (const [queue, queueRows] of groupBy(rows, (r) => r.queue as QueueName)) {
           await this.opts.queues.get(queue).addBulk(
             queueRows.map((r) => ({ name: r.job_name, data: r.payload, opts: { jobId: outboxJobId(r.id) } })),
           );
@@ -154,6 +154,11 @@ export class OutboxRelay {
   async #listen(): Promise<void> {
     while (!this.#stopped) {
       const client = new pg.Client(this.opts.pool.options);
+      // Attached before anything else: an 'error' without a listener would crash the process.
+      const lost = new Promise<void>((resolve) => {
+        client.on('error', () => resolve());
+        client.once('end', () => resolve());
+      });
       try {
         await client.connect();
         if (this.#stopped) {
@@ -163,10 +168,7 @@ export class OutboxRelay {
         this.#listener = client;
         client.on('notification', () => void this.drain().catch(() => {}));
         await client.query(`LISTEN ${CHANNEL}`);
-        await new Promise<void>((resolve) => {
-          client.once('error', () => resolve());
-          client.once('end', () => resolve());
-        });
+        await lost;
       } catch {
         // Polling keeps relaying while the listener is down; try to listen again shortly.
       }

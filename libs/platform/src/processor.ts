@@ -3,15 +3,15 @@ import type { z } from 'zod';
 import type { PlatformContext } from './context.ts';
 import type { Logger } from './logger.ts';
 import { recordJobDuration } from './metrics.ts';
-import type { JobDefinition, QueueName } from './queues.ts';
+import { jobKey, type JobDefinition, type QueueName } from './queues.ts';
 import { summarizeIssues } from './util.ts';
 
 export interface JobContext {
   job: Job;
   platform: PlatformContext;
   log: Logger;
-  /** `<queue>/<job id>`: recorded on outbox events this job writes, so waiters can find them. */
-  causedBy: string;
+  /** `jobKey(job)`: the job's idempotency key, also recorded on the outbox events it writes. */
+  jobKey: string;
 }
 
 export interface JobHandler<S extends z.ZodType = z.ZodType> {
@@ -46,7 +46,7 @@ export function createQueueProcessor(
     const started = performance.now();
     let status: 'completed' | 'failed' = 'failed';
     try {
-      const result = await handler.handle(parsed.data, { job, platform, log, causedBy: `${queue}/${job.id}` });
+      const result = await handler.handle(parsed.data, { job, platform, log, jobKey: jobKey(job) });
       status = 'completed';
       return result;
     } catch (err) {

@@ -28,6 +28,14 @@ export function queuePrefix(config: Pick<PlatformConfig, 'QUEUE_PREFIX'>, queue:
   return `{${config.QUEUE_PREFIX}:${queue}}`;
 }
 
+/**
+ * Names one job for good, for idempotency records and outbox causes. BullMQ's ids restart at 1
+ * when Redis loses its data, so the job's creation time is part of the key.
+ */
+export function jobKey(job: Pick<Job, 'queueName' | 'id' | 'timestamp'>): string {
+  return `${job.queueName}/${job.id}@${job.timestamp}`;
+}
+
 export function defaultJobOptions(config: PlatformConfig): JobsOptions {
   return {
     attempts: config.JOB_ATTEMPTS,
@@ -100,15 +108,6 @@ export class Queues {
     const data = def.schema.parse(payload);
     this.assertConnected();
     return this.get(def.queue).add(def.name, data, opts);
-  }
-
-  async enqueueBulk<S extends z.ZodType>(
-    def: JobDefinition<S>,
-    items: { payload: z.input<S>; opts?: JobsOptions }[],
-  ): Promise<Job[]> {
-    const jobs = items.map((item) => ({ name: def.name, data: def.schema.parse(item.payload), opts: item.opts }));
-    this.assertConnected();
-    return this.get(def.queue).addBulk(jobs);
   }
 
   /** Closes every queue; bounded, because BullMQ waits for a connection that may never come. */
