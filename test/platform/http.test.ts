@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { safeNext } from '../../libs/platform/src/auth.ts';
-import { useHarness } from '../harness.ts';
+import { useHarness, waitFor } from '../harness.ts';
 
 const t = useHarness({ workers: true });
 
@@ -134,11 +134,17 @@ describe('jobs and metrics', () => {
   });
 
   it('exposes queue depths, job durations and HTTP latencies', async () => {
-    const res = await t.h.request('GET', '/metrics');
+    // The calibration job started above fails in the worker (an empty library): its duration is
+    // recorded by the worker and read back by the gateway.
+    const res = await waitFor(async () => {
+      const r = await t.h.request('GET', '/metrics');
+      return /caliber_job_duration_seconds_count\{queue="calibrate",status="failed"\} [1-9]/.test(r.text) && r;
+    }, { what: 'job duration in /metrics' });
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/text\/plain/);
     expect(res.text).toMatch(/caliber_queue_jobs\{queue="calibrate",state="(waiting|active|completed|failed)"\} \d+/);
     expect(res.text).toMatch(/caliber_http_request_duration_seconds_count\{method="GET",route="\/healthz",status="200"\} \d+/);
     expect(res.text).toContain('# TYPE caliber_job_duration_seconds histogram');
+    expect(res.text).toMatch(/caliber_job_duration_seconds_bucket\{queue="calibrate",status="failed",le="\+Inf"\} [1-9]/);
   });
 });
