@@ -243,7 +243,7 @@ export async function runHeadCalibration(
           details: {
             labels: a.labels satisfies Record<string, LabelDetails>,
             failed_metrics: a.failedMetrics,
-            thresholds: thresholdsFor(config, a.modelName, a.headName),
+            thresholds: a.thresholds,
             skipped_labels: skipped.filter((s) => s.model_name === a.modelName && s.head_name === a.headName),
             jsd_bins: config.JSD_BINS,
           },

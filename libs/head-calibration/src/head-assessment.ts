@@ -32,6 +32,7 @@ export interface HeadAssessment {
   referenceVersion: number | null;
   metrics: DriftMetrics | null;
   failedMetrics: DriftMetric[];
+  thresholds: DriftThresholds;
   isStable: boolean;
   labels: Record<string, LabelDetails>;
 }
@@ -87,6 +88,7 @@ export function assessHead(input: {
     referenceVersion: input.reference?.version ?? null,
     metrics,
     failedMetrics: failed,
+    thresholds: input.thresholds,
     isStable: allComparable && metrics !== null && failed.length === 0,
     labels,
   };

@@ -74,10 +74,9 @@ export function createGatewayMetrics(opts: { queues: Queues; redis: Redis; confi
     async collect() {
       this.reset();
       // With Redis away the gauge is left empty rather than failing (or stalling) the whole scrape.
-      if (opts.redis.status !== 'ready') return;
       const counts = await Promise.all(
-        QUEUE_NAMES.map((q) =>
-          opts.queues.get(q).getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'waiting-children', 'completed', 'failed'),
+        QUEUE_NAMES.map(async (q) =>
+          opts.queues.connected(q).getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'waiting-children', 'completed', 'failed'),
         ),
       ).catch(() => []);
       QUEUE_NAMES.forEach((queue, i) => {

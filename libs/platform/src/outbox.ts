@@ -123,9 +123,8 @@ export class OutboxRelay {
       );
       ids = rows.map((r) => r.id);
       if (rows.length > 0) {
-        this.opts.queues.assertConnected();
         for (const [queue, queueRows] of groupBy(rows, (r) => r.queue as QueueName)) {
-          await this.opts.queues.get(queue).addBulk(
+          await this.opts.queues.connected(queue).addBulk(
             queueRows.map((r) => ({ name: r.job_name, data: r.payload, opts: { jobId: outboxJobId(r.id) } })),
           );
         }

@@ -133,16 +133,12 @@ export function platformRoutes(
 
   app.openapi(jobRoute, async (c) => {
     const { queue, id } = c.req.valid('param');
-    ctx.queues.assertConnected();
-    const job = await ctx.queues.get(assertQueueName(queue)).getJob(id);
+    const job = await ctx.queues.connected(assertQueueName(queue)).getJob(id);
     if (!job) throw new ApiError(404, 'not_found', `No job ${id} in queue ${queue}`);
     return c.json(await describeJob(job), 200);
   });
 
-  app.openapi(schedulesRoute, async (c) => {
-    ctx.queues.assertConnected();
-    return c.json({ items: await describeSchedules(ctx.queues, opts.schedules) }, 200);
-  });
+  app.openapi(schedulesRoute, async (c) => c.json({ items: await describeSchedules(ctx.queues, opts.schedules) }, 200));
 
   app.openapi(runScheduleRoute, async (c) => {
     const schedule = opts.schedules.find((s) => s.id === c.req.valid('param').id);

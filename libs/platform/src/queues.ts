@@ -94,9 +94,13 @@ export class Queues {
     return queue;
   }
 
-  /** Throws QueueUnavailableError unless the shared connection is up; call before any queue I/O. */
-  assertConnected(): void {
+  /**
+   * The queue, for I/O now: throws QueueUnavailableError while the shared connection is down
+   * instead of letting BullMQ wait for it. Request paths use this; `get` is for wiring.
+   */
+  connected(name: QueueName): Queue {
     if (this.connection.status !== 'ready') throw new QueueUnavailableError();
+    return this.get(name);
   }
 
   all(): Queue[] {
@@ -106,8 +110,7 @@ export class Queues {
   /** Validates the payload against the job's schema, then adds the job. */
   async enqueue<S extends z.ZodType>(def: JobDefinition<S>, payload: z.input<S>, opts?: JobsOptions): Promise<Job> {
     const data = def.schema.parse(payload);
-    this.assertConnected();
-    return this.get(def.queue).add(def.name, data, opts);
+    return this.connected(def.queue).add(def.name, data, opts);
   }
 
   /** Closes every queue; bounded, because BullMQ waits for a connection that may never come. */

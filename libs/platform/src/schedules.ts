@@ -34,7 +34,7 @@ export async function syncSchedules(queues: Queues, schedules: ScheduleDefinitio
 export async function describeSchedules(queues: Queues, schedules: ScheduleDefinition[]) {
   return Promise.all(
     schedules.map(async (s) => {
-      const scheduler = await queues.get(s.job.queue).getJobScheduler(s.id);
+      const scheduler = await queues.connected(s.job.queue).getJobScheduler(s.id);
       return {
         id: s.id,
         description: s.description,
