@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { best, freshDatabase, report, startStack } from './lib.ts';
+import { best, freshDatabase, report, seedLibrary, startStack } from './lib.ts';
 
 /**
  * A head-calibration run over FILES files × HEADS heads × 2 labels, through the real gateway and a
@@ -13,18 +13,7 @@ export async function calibrateBench(opts: { files?: number; heads?: number; rep
   const databaseUrl = await freshDatabase('caliber_bench_calibrate');
   const db = new pg.Client({ connectionString: databaseUrl });
   await db.connect();
-  await db.query('SELECT setseed(0.42)');
-  await db.query(`INSERT INTO library_files (path) SELECT '/music/' || g || '.mp3' FROM generate_series(1, $1) g`, [files]);
-  await db.query(
-    `INSERT INTO library_tags (file_id, model_name, head_name, label, raw_score)
-     SELECT f.id, 'effnet', 'head' || h, l.label, CASE WHEN l.label = 'yes' THEN s.x ELSE 1 - s.x END
-       FROM library_files f
-      CROSS JOIN generate_series(1, $1) h
-      CROSS JOIN LATERAL (SELECT power(random(), 1 + h / 5.0) AS x) s
-      CROSS JOIN (VALUES ('yes'), ('no')) l(label)`,
-    [heads],
-  );
-  await db.query('VACUUM ANALYZE library_tags');
+  await seedLibrary(db, files, heads);
   const scores = files * heads * 2;
 
   const floor = await best(repeat, () =>

@@ -19,13 +19,14 @@ export interface BenchResult {
   [extra: string]: unknown;
 }
 
-/** Best (lowest) of `repeat` timings of `fn`, in seconds, with every timing kept. */
-export async function best(repeat: number, fn: () => Promise<unknown>): Promise<{ best: number; all: number[] }> {
+/** Best (lowest) of `repeat` timings of `fn`, in seconds, with every timing kept; `after` runs untimed. */
+export async function best(repeat: number, fn: () => Promise<unknown>, after?: () => Promise<unknown>): Promise<{ best: number; all: number[] }> {
   const all: number[] = [];
   for (let i = 0; i < repeat; i++) {
     const started = performance.now();
     await fn();
     all.push((performance.now() - started) / 1000);
+    await after?.();
   }
   return { best: Math.min(...all), all: all.map((s) => Number(s.toFixed(3))) };
 }
@@ -54,15 +55,41 @@ export async function freshDatabase(name: string): Promise<string> {
   return url.toString();
 }
 
+/**
+ * FILES library files, each with raw scores for HEADS heads × 2 labels ("yes" = x, "no" = 1 − x,
+ * x skewed differently per head), generated inside Postgres so seeding is quick and repeatable.
+ */
+export async function seedLibrary(db: pg.Client, files: number, heads: number): Promise<void> {
+  await db.query('SELECT setseed(0.42)');
+  await db.query(`INSERT INTO library_files (path) SELECT '/music/' || g || '.mp3' FROM generate_series(1, $1) g`, [files]);
+  await db.query(
+    `INSERT INTO library_tags (file_id, model_name, head_name, label, raw_score)
+     SELECT f.id, 'effnet', 'head' || h, l.label, CASE WHEN l.label = 'yes' THEN s.x ELSE 1 - s.x END
+       FROM library_files f
+      CROSS JOIN generate_series(1, $1) h
+      CROSS JOIN LATERAL (SELECT power(random(), 1 + h / 5.0) AS x) s
+      CROSS JOIN (VALUES ('yes'), ('no')) l(label)`,
+    [heads],
+  );
+  await db.query('VACUUM ANALYZE library_tags');
+}
+
 export interface Stack {
   url: string;
+  redisUrl: string;
+  queuePrefix: string;
   apiKey: string;
   modelsDir: string;
   stop(): Promise<void>;
 }
 
 /** The real gateway and worker processes, as `npm start` runs them, on a database of the bench's. */
-export async function startStack(databaseUrl: string, env: Record<string, string>, workerQueues: string[]): Promise<Stack> {
+export async function startStack(
+  databaseUrl: string,
+  env: Record<string, string>,
+  workerQueues: string[],
+  opts: { workerProcesses?: number } = {},
+): Promise<Stack> {
   const port = await freePort();
   const modelsDir = await mkdtemp(join(tmpdir(), 'caliber-bench-'));
   const apiKey = 'bench-admin-key-0123456789';
@@ -80,7 +107,10 @@ export async function startStack(databaseUrl: string, env: Record<string, string
   };
   const run = (entry: string, args: string[]): ChildProcess =>
     spawn(process.execPath, ['--import', 'tsx', join(ROOT, entry), ...args], { cwd: ROOT, env: fullEnv, stdio: ['ignore', 'inherit', 'inherit'] });
-  const children = [run('apps/gateway/src/main.ts', []), run('apps/worker/src/main.ts', ['--queues', workerQueues.join(',')])];
+  const children = [run('apps/gateway/src/main.ts', [])];
+  if (workerQueues.length > 0) {
+    for (let i = 0; i < (opts.workerProcesses ?? 1); i++) children.push(run('apps/worker/src/main.ts', ['--queues', workerQueues.join(',')]));
+  }
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 60_000;
   for (;;) {
@@ -91,6 +121,8 @@ export async function startStack(databaseUrl: string, env: Record<string, string
   }
   return {
     url,
+    redisUrl: fullEnv.REDIS_URL,
+    queuePrefix: fullEnv.QUEUE_PREFIX,
     apiKey,
     modelsDir,
     async stop() {

@@ -1,7 +1,11 @@
 import { calibrateBench } from './calibrate.ts';
+import { retagEnqueueBench } from './retag-enqueue.ts';
+import { retagBench } from './retag.ts';
 
 /** `npm run bench` runs every benchmark; `npm run bench -- <name>` runs one. */
 const BENCHMARKS: Record<string, () => Promise<void>> = {
+  retag: () => retagBench(),
+  'retag-enqueue': () => retagEnqueueBench(),
   calibrate: () => calibrateBench(),
 };
 

@@ -1,5 +1,6 @@
 import { appendOutbox, outboxEvent, type JobContext, type PlatformContext } from '@caliber/platform';
 import { UnrecoverableError } from 'bullmq';
+import { sql } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import type pg from 'pg';
 import Cursor from 'pg-cursor';
@@ -8,6 +9,7 @@ import { thresholdsFor, type HeadCalibrationConfig } from './config.ts';
 import { assessHead, type HeadAssessment, type HeadReferenceStatistics, type LabelDetails } from './head-assessment.ts';
 import { updateReferenceJob } from './jobs.ts';
 import { DRIFT_METRICS, histogram, summarizeSorted, type LabelStatistics } from './math.ts';
+import { NEW_TAGGED_FILES } from './library.ts';
 import { calibrationRuns, calibrationVersions } from './schema.ts';
 
 /** Session-level advisory lock that serialises calibration runs across all workers. */
@@ -138,6 +140,9 @@ export async function runHeadCalibration(
     const version = (await client.query<{ v: number }>('SELECT coalesce(max(version), 0) + 1 AS v FROM calibration_versions')).rows[0]!.v;
     const librarySize = (await client.query<{ n: number }>('SELECT count(*)::int AS n FROM library_files')).rows[0]!.n;
     const references = await loadDriftReferences(client);
+    // New tagged files counted so far are covered by this run; those arriving during it count on.
+    const newFilesCovered =
+      (await client.query<{ count: number }>('SELECT count FROM calibration_triggers WHERE name = $1', [NEW_TAGGED_FILES])).rows[0]?.count ?? 0;
     job.log.info({ version, librarySize }, 'calibration run started');
 
     // Per head: label → statistics, filled label by label from the stream.
@@ -250,6 +255,9 @@ export async function runHeadCalibration(
         })),
       );
       await tx.insert(calibrationVersions).values({ version, jobId: job.jobKey, librarySize, result });
+      if (newFilesCovered > 0) {
+        await tx.execute(sql`UPDATE calibration_triggers SET count = greatest(count - ${newFilesCovered}, 0), updated_at = now() WHERE name = ${NEW_TAGGED_FILES}`);
+      }
       await appendOutbox(
         tx,
         assessments

@@ -38,6 +38,20 @@ export const headCalibrationEnvSchema = z.object({
     .default({}),
   /** Optional cron pattern for a recurring calibration run (development mode only). */
   CALIBRATION_CRON: z.string().optional(),
+  /** Once every reference update of a run is installed, re-tag the files of the heads it moved. */
+  AUTO_RETAG: envVar.bool(false),
+  /** Start a calibration run after this many new tagged files since the last run (0: never). */
+  NEW_FILES_RECALIBRATE: envVar.int(0, 0),
+  /** File ids one retag-file job covers (its files are re-tagged with one database write). */
+  RETAG_BATCH_SIZE: envVar.int(1_000, 1, 100_000),
+  /** Jobs `retag-all` adds per BullMQ `addBulk` call. */
+  RETAG_ENQUEUE_CHUNK: envVar.int(1_000, 1, 100_000),
+  /** Completed retag-file jobs kept for inspection (failed ones are kept for JOB_KEEP_FAILED_SECONDS). */
+  RETAG_KEEP_COMPLETED: envVar.int(1_000, 0),
+  /** Also write the calibrated tags into the audio files themselves. */
+  RETAG_WRITE_FILES: envVar.bool(false),
+  /** Audio files one worker process rewrites at once. */
+  RETAG_FILE_WRITES: envVar.int(4, 1, 256),
 });
 
 export type HeadCalibrationConfig = z.infer<typeof headCalibrationEnvSchema>;

@@ -1,12 +1,15 @@
 import { jobHandler, type DomainModule } from '@caliber/platform';
 import { runHeadCalibration } from './calibrate-heads.ts';
 import { loadHeadCalibrationConfig, type HeadCalibrationConfig } from './config.ts';
-import { calibrateHeadsJob, updateReferenceJob } from './jobs.ts';
+import { calibrateHeadsJob, retagBacklogJob, retagFileJob, updateReferenceJob } from './jobs.ts';
+import { enqueueRetagBacklog, retagFilesProcessor } from './retag.ts';
 import { headCalibrationRoutes } from './routes.ts';
 import { updateHeadReference } from './update-reference.ts';
 
 export { loadHeadCalibrationConfig, type HeadCalibrationConfig } from './config.ts';
-export { calibrateHeadsJob, updateReferenceJob } from './jobs.ts';
+export { calibrateHeadsJob, retagBacklogJob, retagFileJob, updateReferenceJob } from './jobs.ts';
+export { enqueueRetagBacklog, loadReferenceLabels, referenceDigest, retagRange, retagStatement, retagStatus } from './retag.ts';
+export { writeCalibratedTags, AudioFileError } from './audio-tags.ts';
 export { runHeadCalibration, decodeFloat8Array, type CalibrationResult } from './calibrate-heads.ts';
 export { importCalibrationBundle, readBundleDir, validateBundle, InvalidBundleError } from './import-bundle.ts';
 export { ingestLibraryFiles } from './library.ts';
@@ -25,7 +28,13 @@ export function headCalibrationModule(config: HeadCalibrationConfig = loadHeadCa
           progress: (p) => job.job.updateProgress(p),
         }),
       ),
-      jobHandler(updateReferenceJob, (payload, job) => updateHeadReference(job.platform.db, config, payload, job.log)),
+      jobHandler(updateReferenceJob, (payload, job) => updateHeadReference(job.platform.db, config, payload, job)),
+      jobHandler(retagFileJob, retagFilesProcessor(config)),
+      jobHandler(retagBacklogJob, async (payload, job) => {
+        const result = await enqueueRetagBacklog(job.platform, config, { heads: payload.heads, writeFiles: 'changed' });
+        job.log.info({ ...result, reason: payload.reason, heads: payload.heads?.length ?? 'all' }, 'retag backlog enqueued');
+        return result;
+      }),
     ],
     schedules: (platform) => [
       {

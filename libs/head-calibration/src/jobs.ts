@@ -15,3 +15,38 @@ export const updateReferenceJob = defineJob(
   'head-reference',
   z.object({ model_name: nameSchema, head_name: nameSchema, version: z.number().int().positive() }),
 );
+
+const headRefSchema = z.object({ model_name: nameSchema, head_name: nameSchema });
+
+/**
+ * Re-tags the files whose ids fall in [first_id, last_id] (a fixed range of RETAG_BATCH_SIZE ids)
+ * with each head's reference, in one set-based write. Ranges are fixed, so a file always lands in
+ * the same job and a pending job deduplicates its files.
+ */
+export const retagFileJob = defineJob(
+  'retag-file',
+  'files',
+  z
+    .object({
+      first_id: z.number().int().positive(),
+      last_id: z.number().int().positive(),
+      /** Tagged files in the range when it was queued (progress is counted in files). */
+      files: z.number().int().min(0),
+      /** Only these heads' tags (AUTO_RETAG); all heads when absent. */
+      heads: z.array(headRefSchema).min(1).optional(),
+      /** With RETAG_WRITE_FILES: write every file of the range, or only those whose tags changed. */
+      write_files: z.enum(['all', 'changed']).default('all'),
+    })
+    .refine((p) => p.last_id >= p.first_id, 'last_id must be at least first_id'),
+);
+
+/** Queues the `files` jobs for every tagged file, or for the files with scores of `heads` (AUTO_RETAG). */
+export const retagBacklogJob = defineJob(
+  'retag-file',
+  'enqueue-backlog',
+  z.object({
+    heads: z.array(headRefSchema).min(1).optional(),
+    reason: z.string().max(200),
+    version: z.number().int().positive().optional(),
+  }),
+);

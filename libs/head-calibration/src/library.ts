@@ -1,7 +1,9 @@
-import { groupBy, type Database, type Executor } from '@caliber/platform';
+import { appendOutbox, groupBy, outboxEvent, type Database, type Executor } from '@caliber/platform';
 import { z } from '@hono/zod-openapi';
 import { asc, eq, gt, inArray, sql } from 'drizzle-orm';
 import { labelSchema, NAME_PATTERN, type LabelCalibration } from './calibration-files.ts';
+import type { HeadCalibrationConfig } from './config.ts';
+import { calibrateHeadsJob } from './jobs.ts';
 import { minmaxCalibrate } from './math.ts';
 import { libraryFiles, libraryTags } from './schema.ts';
 
@@ -68,7 +70,11 @@ export async function loadReferences(db: Executor, heads: { model: string; head:
  * current reference. Two set-based statements whatever the batch size; rows are written in key
  * order so concurrent ingests of overlapping files cannot deadlock.
  */
-export async function ingestLibraryFiles(db: Database, body: IngestRequest): Promise<{ files: number; tags: number }> {
+export async function ingestLibraryFiles(
+  db: Database,
+  body: IngestRequest,
+  config?: Pick<HeadCalibrationConfig, 'CALIBRATE_HEADS' | 'NEW_FILES_RECALIBRATE'>,
+): Promise<{ files: number; tags: number; recalibration_queued?: true }> {
   const files = [...body.files].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   const headKeys = new Set(files.flatMap((f) => Object.keys(f.scores)));
   const heads = [...headKeys].map((key) => {
@@ -77,11 +83,11 @@ export async function ingestLibraryFiles(db: Database, body: IngestRequest): Pro
   });
 
   return db.transaction(async (tx) => {
-    const upserted = await tx.execute<{ id: number; path: string }>(sql`
+    const upserted = await tx.execute<{ id: number; path: string; inserted: boolean }>(sql`
       INSERT INTO library_files (path)
       SELECT unnest(${sql.param(files.map((f) => f.path))}::text[])
       ON CONFLICT (path) DO UPDATE SET tagged_at = now()
-      RETURNING id, path`);
+      RETURNING id, path, (xmax = 0) AS inserted`);
     const idByPath = new Map(upserted.rows.map((r) => [r.path, r.id]));
     const references = await loadReferences(tx, heads);
 
@@ -123,8 +129,33 @@ export async function ingestLibraryFiles(db: Database, body: IngestRequest): Pro
               calibrated_score = excluded.calibrated_score,
               calibration_version = excluded.calibration_version`);
     }
-    return { files: files.length, tags: fileIds.length };
+    const inserted = new Set(upserted.rows.filter((r) => r.inserted).map((r) => r.path));
+    const newTagged = files.filter((f) => inserted.has(f.path) && Object.values(f.scores).some((labels) => Object.keys(labels).length > 0)).length;
+    const recalibrate = config?.CALIBRATE_HEADS && config.NEW_FILES_RECALIBRATE > 0 && newTagged > 0
+      ? await countNewTaggedFiles(tx, newTagged, config.NEW_FILES_RECALIBRATE)
+      : false;
+    return { files: files.length, tags: fileIds.length, ...(recalibrate ? { recalibration_queued: true as const } : {}) };
   });
+}
+
+export const NEW_TAGGED_FILES = 'new_tagged_files';
+
+/**
+ * NEW_FILES_RECALIBRATE: adds the batch's new tagged files to the counter and, when it reaches the
+ * threshold, resets it and queues a calibration run (through the outbox, so only if the ingest
+ * commits). The counter row's lock makes concurrent ingests take turns, so the threshold fires once.
+ */
+async function countNewTaggedFiles(tx: Executor, added: number, threshold: number): Promise<boolean> {
+  const { count } = (
+    await tx.execute<{ count: number }>(sql`
+      INSERT INTO calibration_triggers (name, count) VALUES (${NEW_TAGGED_FILES}, ${added})
+      ON CONFLICT (name) DO UPDATE SET count = calibration_triggers.count + excluded.count, updated_at = now()
+      RETURNING count`)
+  ).rows[0]!;
+  if (count < threshold) return false;
+  await tx.execute(sql`UPDATE calibration_triggers SET count = 0, updated_at = now() WHERE name = ${NEW_TAGGED_FILES}`);
+  await appendOutbox(tx, [outboxEvent(calibrateHeadsJob, { requested_by: `NEW_FILES_RECALIBRATE (${count} new tagged files)` })]);
+  return true;
 }
 
 export const tagSchema = z

@@ -19,6 +19,7 @@ import type { HeadCalibrationConfig } from './config.ts';
 import { importCalibrationBundle, InvalidBundleError, type BundleEntry } from './import-bundle.ts';
 import { calibrateHeadsJob } from './jobs.ts';
 import { ingestLibraryFiles, ingestRequestSchema, libraryFileSchema, loadLibraryFiles } from './library.ts';
+import { enqueueRetagBacklog, retagStatus, retagStatusSchema } from './retag.ts';
 import { calibrationReferences, calibrationRuns } from './schema.ts';
 
 const json = <T extends z.ZodType>(schema: T, description: string) => ({
@@ -38,7 +39,17 @@ const ingestRoute = createRoute({
   summary: "Upsert files and their heads' raw scores; each score is calibrated with its head's reference",
   security: [{ bearer: [] }],
   request: { body: { required: true, content: { 'application/json': { schema: ingestRequestSchema } } } },
-  responses: { 200: json(z.object({ files: z.number().int(), tags: z.number().int() }), 'Files and tag rows written'), ...errors },
+  responses: {
+    200: json(
+      z.object({
+        files: z.number().int(),
+        tags: z.number().int(),
+        recalibration_queued: z.literal(true).optional().openapi({ description: 'NEW_FILES_RECALIBRATE was reached: a calibration run is queued' }),
+      }),
+      'Files and tag rows written',
+    ),
+    ...errors,
+  },
 });
 
 const listQuery = z.object({
@@ -188,6 +199,34 @@ const referencesRoute = createRoute({
   },
 });
 
+const retagAllRoute = createRoute({
+  method: 'post',
+  path: '/admin/calibration/retag-all',
+  tags: ['calibration'],
+  summary: "Queue every tagged file for re-tagging with its heads' reference calibrations",
+  description:
+    'Answers once the jobs are queued. A file whose job for the current references is still pending is not queued again (`already_queued`). Follow progress at GET /admin/calibration/retag-status or in Bull Board.',
+  security: [{ bearer: [] }],
+  responses: {
+    200: json(
+      z.object({ enqueued: z.number().int(), already_queued: z.number().int(), jobs: z.number().int(), message: z.string() }).openapi('RetagAllResult'),
+      'Jobs queued',
+    ),
+    ...disabled,
+    503: json(errorSchema, 'Redis is unavailable'),
+    401: errors[401],
+  },
+});
+
+const retagStatusRoute = createRoute({
+  method: 'get',
+  path: '/admin/calibration/retag-status',
+  tags: ['calibration'],
+  summary: 'Progress of the re-tagging backlog: total, done, failed, rate and estimated time left',
+  security: [{ bearer: [] }],
+  responses: { 200: json(retagStatusSchema, 'Progress'), ...disabled, 503: json(errorSchema, 'Redis is unavailable'), 401: errors[401] },
+});
+
 export function headCalibrationRoutes(ctx: GatewayContext, config: HeadCalibrationConfig) {
   const app = createRouter();
 
@@ -197,8 +236,10 @@ export function headCalibrationRoutes(ctx: GatewayContext, config: HeadCalibrati
   };
   app.use('/admin/calibration/run', requireDevMode);
   app.use('/admin/calibration/history', requireDevMode);
+  app.use('/admin/calibration/retag-all', requireDevMode);
+  app.use('/admin/calibration/retag-status', requireDevMode);
 
-  app.openapi(ingestRoute, async (c) => c.json(await ingestLibraryFiles(ctx.db, c.req.valid('json')), 200));
+  app.openapi(ingestRoute, async (c) => c.json(await ingestLibraryFiles(ctx.db, c.req.valid('json'), config), 200));
 
   app.openapi(listRoute, async (c) => {
     const { path, limit, cursor } = c.req.valid('query');
@@ -263,6 +304,14 @@ export function headCalibrationRoutes(ctx: GatewayContext, config: HeadCalibrati
     const items = runs.map((run) => ({ ...run, timestamp: run.timestamp.getTime() }));
     return c.json({ status: 'ok' as const, count: items.length, runs: items }, 200);
   });
+
+  app.openapi(retagAllRoute, async (c) => {
+    const result = await enqueueRetagBacklog(ctx, config);
+    const message = `Enqueued ${result.enqueued} tagged files for re-tagging${result.already_queued > 0 ? ` (${result.already_queued} already queued)` : ''}`;
+    return c.json({ ...result, message }, 200);
+  });
+
+  app.openapi(retagStatusRoute, async (c) => c.json(await retagStatus(ctx), 200));
 
   app.openapi(importRoute, async (c) => {
     const entries: BundleEntry[] = Object.entries(c.req.valid('json').files).map(([file, content]) => ({ file, content }));

@@ -87,6 +87,18 @@ export const calibrationVersions = pgTable('calibration_versions', {
   librarySize: integer('library_size').notNull(),
   createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
   result: jsonb('result').notNull(),
+  /** Set once, when AUTO_RETAG queued the re-tag of the heads this run moved. */
+  retagRequestedAt: timestamp('retag_requested_at', { withTimezone: true }),
+});
+
+/**
+ * Counters that start work once they reach a threshold, e.g. `new_tagged_files` for
+ * NEW_FILES_RECALIBRATE. Updating the row serialises concurrent writers, so the threshold fires once.
+ */
+export const calibrationTriggers = pgTable('calibration_triggers', {
+  name: text('name').primaryKey(),
+  count: bigint('count', { mode: 'number' }).notNull().default(0),
+  updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
 });
 
 /**

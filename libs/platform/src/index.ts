@@ -20,7 +20,7 @@ export {
   type WaitOutcome,
 } from './job-responses.ts';
 export { adminAuth, loginRoutes, secretsEqual } from './auth.ts';
-export { createGatewayMetrics, recordJobDuration } from './metrics.ts';
+export { createGatewayMetrics, JobDurationRecorder } from './metrics.ts';
 export { bullBoard, platformRoutes } from './platform-routes.ts';
 export { delay, groupBy, summarizeIssues } from './util.ts';
 export { onShutdownSignal, runMain } from './process.ts';

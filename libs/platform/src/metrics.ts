@@ -16,19 +16,51 @@ function durationKey(config: Pick<PlatformConfig, 'QUEUE_PREFIX'>, queue: QueueN
   return `${queuePrefix(config, queue)}:${queue}:caliber-durations`;
 }
 
-export async function recordJobDuration(
-  redis: Redis,
-  config: Pick<PlatformConfig, 'QUEUE_PREFIX'>,
-  queue: QueueName,
-  status: 'completed' | 'failed',
-  seconds: number,
-): Promise<void> {
-  const bucket = JOB_DURATION_BUCKETS.find((b) => seconds <= b) ?? '+Inf';
-  await redis
-    .multi()
-    .hincrby(durationKey(config, queue), `${status}|${bucket}`, 1)
-    .hincrbyfloat(durationKey(config, queue), `${status}|sum`, seconds)
-    .exec();
+/**
+ * Adds job durations to the Redis histogram. Observations are summed in memory and written once a
+ * second per queue, so a queue running thousands of short jobs a second costs one Redis write a
+ * second rather than one per job.
+ */
+export class JobDurationRecorder {
+  readonly #pending = new Map<QueueName, Map<string, number>>();
+  readonly #timer: NodeJS.Timeout;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly config: Pick<PlatformConfig, 'QUEUE_PREFIX'>,
+    flushMs = 1_000,
+  ) {
+    this.#timer = setInterval(() => void this.flush().catch(() => {}), flushMs);
+    this.#timer.unref();
+  }
+
+  record(queue: QueueName, status: 'completed' | 'failed', seconds: number): void {
+    const bucket = JOB_DURATION_BUCKETS.find((b) => seconds <= b) ?? '+Inf';
+    const fields = this.#pending.get(queue) ?? new Map<string, number>();
+    fields.set(`${status}|${bucket}`, (fields.get(`${status}|${bucket}`) ?? 0) + 1);
+    fields.set(`${status}|sum`, (fields.get(`${status}|sum`) ?? 0) + seconds);
+    this.#pending.set(queue, fields);
+  }
+
+  async flush(): Promise<void> {
+    if (this.#pending.size === 0) return;
+    const pending = [...this.#pending];
+    this.#pending.clear();
+    const multi = this.redis.multi();
+    for (const [queue, fields] of pending) {
+      for (const [field, value] of fields) {
+        if (field.endsWith('|sum')) multi.hincrbyfloat(durationKey(this.config, queue), field, value);
+        else multi.hincrby(durationKey(this.config, queue), field, value);
+      }
+    }
+    await multi.exec();
+  }
+
+  /** Writes what is pending and stops the timer. */
+  async close(): Promise<void> {
+    clearInterval(this.#timer);
+    await this.flush().catch(() => {});
+  }
 }
 
 async function renderJobDurations(redis: Redis, config: PlatformConfig): Promise<string> {

@@ -2,7 +2,7 @@ import { UnrecoverableError, type Job, type Processor } from 'bullmq';
 import type { z } from 'zod';
 import type { PlatformContext } from './context.ts';
 import type { Logger } from './logger.ts';
-import { recordJobDuration } from './metrics.ts';
+import type { JobDurationRecorder } from './metrics.ts';
 import { jobKey, type JobDefinition, type QueueName } from './queues.ts';
 import { summarizeIssues } from './util.ts';
 
@@ -35,6 +35,7 @@ export function createQueueProcessor(
   queue: QueueName,
   handlers: JobHandler[],
   platform: PlatformContext,
+  durations?: JobDurationRecorder,
 ): Processor {
   const byName = new Map(handlers.map((h) => [h.definition.name, h]));
   return async (job) => {
@@ -55,7 +56,7 @@ export function createQueueProcessor(
     } finally {
       const seconds = (performance.now() - started) / 1000;
       if (status === 'completed') log.info({ seconds: Number(seconds.toFixed(3)) }, 'job completed');
-      await recordJobDuration(platform.redis, platform.config, queue, status, seconds).catch(() => {});
+      durations?.record(queue, status, seconds);
     }
   };
 }

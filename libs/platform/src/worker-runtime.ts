@@ -1,7 +1,8 @@
-import { Worker } from 'bullmq';
+import { MetricsTime, Worker } from 'bullmq';
 import { z } from 'zod';
 import { parseEnv } from './config.ts';
 import type { PlatformContext } from './context.ts';
+import { JobDurationRecorder } from './metrics.ts';
 import { OutboxRelay } from './outbox.ts';
 import { createQueueProcessor, type JobHandler } from './processor.ts';
 import { QUEUE_NAMES, queuePrefix, type QueueName } from './queues.ts';
@@ -10,7 +11,8 @@ import { groupBy } from './util.ts';
 /** Jobs one process runs at once per queue, unless `<QUEUE>_CONCURRENCY` says otherwise. */
 const DEFAULT_CONCURRENCY: Record<QueueName, number> = {
   calibrate: 1,
-  'retag-file': 4,
+  // Each job re-tags a range of files with one set-based write; a few at once keep Postgres busy.
+  'retag-file': 2,
   'map-models': 1,
   'analyze-errors': 1,
   'fine-tune': 2,
@@ -53,8 +55,9 @@ export function startWorkers(
   if (missing.length > 0) throw new Error(`No processors for queue(s): ${missing.join(', ')}`);
   const concurrency = { ...DEFAULT_CONCURRENCY, ...opts.concurrency };
 
+  const durations = new JobDurationRecorder(ctx.redis, ctx.config);
   const workers = selected.map((queue) => {
-    const worker = new Worker(queue, createQueueProcessor(queue, byQueue.get(queue) ?? [], ctx), {
+    const worker = new Worker(queue, createQueueProcessor(queue, byQueue.get(queue) ?? [], ctx, durations), {
       connection: ctx.blockingRedis,
       prefix: queuePrefix(ctx.config, queue),
       concurrency: concurrency[queue],
@@ -62,6 +65,9 @@ export function startWorkers(
       stalledInterval: ctx.config.WORKER_STALLED_INTERVAL_MS,
       // A job whose worker died is retried once more before it counts as failed.
       maxStalledCount: 2,
+      // Completed/failed counts per minute, kept by BullMQ atomically with each job's completion:
+      // progress reports (e.g. retag-status) read them.
+      metrics: { maxDataPoints: MetricsTime.ONE_WEEK },
     });
     worker.on('error', (err) => ctx.log.warn({ err, queue }, 'worker error'));
     worker.on('failed', (job, err) => {
@@ -92,6 +98,7 @@ export function startWorkers(
         ctx.log.warn({ timeoutMs }, 'active jobs did not finish in time; releasing them');
         await Promise.allSettled(workers.map((w) => w.close(true)));
       }
+      await durations.close();
       return { forced: outcome === 'timeout' };
     },
   };

@@ -1,0 +1,7 @@
+CREATE TABLE "calibration_triggers" (
+	"name" text PRIMARY KEY NOT NULL,
+	"count" bigint DEFAULT 0 NOT NULL,
+	"updated_at" timestamp with time zone DEFAULT now() NOT NULL
+);
+--> statement-breakpoint
+ALTER TABLE "calibration_versions" ADD COLUMN "retag_requested_at" timestamp with time zone;
