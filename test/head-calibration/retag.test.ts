@@ -84,7 +84,7 @@ describe('the set-based re-tag', () => {
     // Ingest calibrates in JavaScript; wipe that, re-tag in SQL, and compare with the pure function.
     await t.h.request('POST', '/library/files', { json: { files } });
     await t.h.query('UPDATE library_tags SET calibrated_score = NULL, calibration_version = NULL');
-    const [{ max }] = await t.h.query<{ max: number }>('SELECT max(id)::int AS max FROM library_files');
+    const max = (await t.h.query<{ max: number }>('SELECT max(id)::int AS max FROM library_files'))[0]!.max;
     const changed = await retagRange(t.h.platform.db, { firstId: 1, lastId: max });
     expect([...changed.values()].reduce((a, b) => a + b, 0)).toBe(800);
     expect(await wrongTags(t.h)).toEqual([]);
