@@ -3,13 +3,13 @@ import { copyFile, open, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
 import {
   AiffFile,
-  CorruptFileError,
   File as TaggedFile,
   FlacFile,
   Id3v2FrameClassType,
   Id3v2UserTextInformationFrame,
   Mpeg4File,
   MpegAudioFile,
+  MpegAudioFileSettings,
   OggFile,
   RiffFile,
   TagTypes,
@@ -17,6 +17,10 @@ import {
   type Mpeg4AppleTag,
   type XiphComment,
 } from 'node-taglib-sharp';
+
+// The library adds an ID3v1 tag to every MP3 it saves unless told otherwise; a file should only
+// gain the ID3v2 frames written here.
+MpegAudioFileSettings.defaultTagTypes = TagTypes.Id3v2;
 
 /** One calibrated value to store in a file: `<model>:<head>:<label>` → value. */
 export interface CalibratedTag {
@@ -110,10 +114,15 @@ export async function writeCalibratedTags(path: string, tags: CalibratedTag[]): 
       file.save();
     } catch (err) {
       if (err instanceof AudioFileError) throw new AudioFileError(path, err.reason, err.message.slice(err.path.length + 2));
-      if (err instanceof CorruptFileError) throw new AudioFileError(path, 'corrupt', `unreadable audio file: ${(err as Error).message}`);
       // The library signals an unknown extension/mimetype with a plain Error.
-      if (err instanceof Error && /^Unsupported format/i.test(err.message)) throw new AudioFileError(path, 'unsupported', `unsupported audio format: ${(err as Error).message}`);
-      throw err;
+      if (err instanceof Error && /^Unsupported format/i.test(err.message)) {
+        throw new AudioFileError(path, 'unsupported', `unsupported audio format "${ext}"`);
+      }
+      // File system errors (a full disk, a permission) carry an errno code and may pass: retry them.
+      // Anything else the parser throws (CorruptFileError, or a plain Error on a malformed box)
+      // means the file cannot be read as audio, and will not be on the next attempt either.
+      if ((err as NodeJS.ErrnoException).code) throw err;
+      throw new AudioFileError(path, 'corrupt', `unreadable audio file: ${(err as Error).message}`);
     } finally {
       file?.dispose();
     }
