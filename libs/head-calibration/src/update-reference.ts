@@ -80,7 +80,8 @@ async function queueRetagWhenRunInstalled(tx: Executor, version: number, causedB
     .map(([key]) => {
       const [model_name, head_name] = key.split('/') as [string, string];
       return { model_name, head_name };
-    });
+    })
+    .sort((a, b) => (`${a.model_name}/${a.head_name}` < `${b.model_name}/${b.head_name}` ? -1 : 1));
   if (moved.length === 0) return false;
   const installed = (
     await tx.execute<{ n: number }>(sql`
