@@ -1,4 +1,4 @@
-import { appendOutbox, outboxEvent, type JobContext, type PlatformContext } from '@caliber/platform';
+import { appendOutbox, outboxEvent, withAdvisoryLock, type JobContext, type PlatformContext } from '@caliber/platform';
 import { UnrecoverableError } from 'bullmq';
 import { sql } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/node-postgres';
@@ -127,11 +127,7 @@ export async function runHeadCalibration(
     // Production mode tags with installed references only; a stray or hand-started run must not move them.
     throw new UnrecoverableError('Calibration runs are disabled (CALIBRATE_HEADS=false)');
   }
-  const client = await platform.pool.connect();
-  let locked = false;
-  try {
-    await client.query('SELECT pg_advisory_lock(hashtext($1))', [RUN_LOCK]);
-    locked = true;
+  return withAdvisoryLock(platform.pool, RUN_LOCK, async (client) => {
     const done = await client.query<{ result: CalibrationResult }>('SELECT result FROM calibration_versions WHERE job_id = $1', [job.jobKey]);
     if (done.rows[0]) {
       job.log.info('run already committed by an earlier attempt; returning it');
@@ -268,9 +264,5 @@ export async function runHeadCalibration(
     });
     job.log.info(result.calibration.summary, 'calibration run committed');
     return result;
-  } finally {
-    // A connection that cannot confirm the unlock is destroyed, never pooled while holding the lock.
-    const unlocked = !locked || (await client.query('SELECT pg_advisory_unlock(hashtext($1))', [RUN_LOCK]).then(() => true, () => false));
-    client.release(!unlocked);
-  }
+  });
 }

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { jobKey, queuePrefix, type Executor, type JobContext, type Logger, type PlatformContext } from '@caliber/platform';
+import { jobKey, queuePrefix, withAdvisoryLock, type Executor, type JobContext, type Logger, type PlatformContext } from '@caliber/platform';
 import { z } from '@hono/zod-openapi';
 import { UnrecoverableError, type Queue } from 'bullmq';
 import { sql, type SQL } from 'drizzle-orm';
@@ -345,24 +345,28 @@ export function retagFilesProcessor(config: HeadCalibrationConfig) {
   return async (payload: RetagFilesPayload, ctx: JobContext): Promise<RetagFilesResult> => {
     const { platform, job } = ctx;
     try {
-      const changed = await retagRange(platform.db, { firstId: payload.first_id, lastId: payload.last_id, heads: payload.heads });
-      const result: RetagFilesResult = {
-        first_id: payload.first_id,
-        last_id: payload.last_id,
-        files: payload.files,
-        tags_changed: [...changed.values()].reduce((a, b) => a + b, 0),
-      };
-      let failures: FileFailure[] = [];
-      if (config.RETAG_WRITE_FILES) {
-        const retried = job.attemptsMade > 0 || job.stalledCounter > 0;
-        const only = payload.write_files === 'changed' && !retried ? new Set(changed.keys()) : undefined;
-        const written = await writeAudioFiles(platform, config, { firstId: payload.first_id, lastId: payload.last_id, only }, ctx.log);
-        result.files_written = written.written;
-        failures = written.failures;
-      }
-      await countFiles(platform, job, Math.max(0, payload.files - failures.length), failures.length);
-      if (failures.length > 0) throw new UnrecoverableError(describeFailures(failures, payload.files));
-      return result;
+      // Two jobs for one range (queued under different references) take turns, so the later one's
+      // values are the last written to the audio files as well as to the database.
+      return await withAdvisoryLock(platform.pool, `caliber:retag-range:${payload.first_id}-${payload.last_id}`, async () => {
+        const changed = await retagRange(platform.db, { firstId: payload.first_id, lastId: payload.last_id, heads: payload.heads });
+        const result: RetagFilesResult = {
+          first_id: payload.first_id,
+          last_id: payload.last_id,
+          files: payload.files,
+          tags_changed: [...changed.values()].reduce((a, b) => a + b, 0),
+        };
+        let failures: FileFailure[] = [];
+        if (config.RETAG_WRITE_FILES) {
+          const retried = job.attemptsMade > 0 || job.stalledCounter > 0;
+          const only = payload.write_files === 'changed' && !retried ? new Set(changed.keys()) : undefined;
+          const written = await writeAudioFiles(platform, config, { firstId: payload.first_id, lastId: payload.last_id, only }, ctx.log);
+          result.files_written = written.written;
+          failures = written.failures;
+        }
+        await countFiles(platform, job, Math.max(0, payload.files - failures.length), failures.length);
+        if (failures.length > 0) throw new UnrecoverableError(describeFailures(failures, payload.files));
+        return result;
+      });
     } catch (err) {
       const final = err instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       if (final) await countFiles(platform, job, 0, payload.files).catch(() => {});

@@ -32,6 +32,24 @@ export function createDatabase(url: string, options: { max: number; applicationN
   return { pool, db, close: () => pool.end() };
 }
 
+/**
+ * Runs `fn` on a connection of its own holding a session advisory lock on `key`, so work that spans
+ * several transactions (or none) is serialised across processes. A connection that cannot confirm
+ * the unlock is destroyed rather than returned to the pool holding the lock.
+ */
+export async function withAdvisoryLock<T>(pool: pg.Pool, key: string, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  let locked = false;
+  try {
+    await client.query('SELECT pg_advisory_lock(hashtext($1))', [key]);
+    locked = true;
+    return await fn(client);
+  } finally {
+    const unlocked = !locked || (await client.query('SELECT pg_advisory_unlock(hashtext($1))', [key]).then(() => true, () => false));
+    client.release(!unlocked);
+  }
+}
+
 export const MIGRATIONS_DIR = fileURLToPath(new URL('../../../drizzle', import.meta.url));
 
 /** Creates the database named in the URL when the server is up but the database is not there yet. */

@@ -1,6 +1,6 @@
 export { ConfigError, envVar, loadPlatformConfig, parseEnv, platformEnvSchema, type PlatformConfig } from './config.ts';
 export { createLogger, redactUrl, type Logger } from './logger.ts';
-export { createDatabase, ensureDatabaseExists, runMigrations, MIGRATIONS_DIR, type Database, type Executor } from './db.ts';
+export { createDatabase, ensureDatabaseExists, runMigrations, withAdvisoryLock, MIGRATIONS_DIR, type Database, type Executor } from './db.ts';
 export { closeRedis, createRedis, pingRedis, type Redis } from './redis.ts';
 export { defineJob, defaultJobOptions, isQueueName, jobKey, queuePrefix, Queues, QueueUnavailableError, QUEUE_NAMES, type JobDefinition, type QueueName } from './queues.ts';
 export { appendOutbox, outboxEvent, outboxJobId, OutboxRelay, type OutboxEvent } from './outbox.ts';
