@@ -30,7 +30,7 @@ export async function retagEnqueueBench(opts: { files?: number; heads?: number; 
           WHERE EXISTS (SELECT 1 FROM library_tags t WHERE t.file_id = f.id) GROUP BY 1 ORDER BY 1`,
         [batch],
       );
-      await raw.addBulk(ranges.rows.map(({ k, files: n }) => ({ name: 'files', data: { first_id: k * batch + 1, last_id: (k + 1) * batch, files: n, write_files: 'all' } })));
+      await raw.addBulk(ranges.rows.map(({ k, files: n }) => ({ name: 'files', data: { first_id: k * batch + 1, last_id: (k + 1) * batch, files: n } })));
     };
     const oursOnce = async () => {
       const res = await fetch(`${stack.url}/admin/calibration/retag-all`, { method: 'POST', headers: { authorization: `Bearer ${stack.apiKey}` } });

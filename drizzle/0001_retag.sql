@@ -1,6 +1,6 @@
 CREATE TABLE "calibration_triggers" (
 	"name" text PRIMARY KEY NOT NULL,
-	"count" bigint DEFAULT 0 NOT NULL,
+	"value" bigint DEFAULT 0 NOT NULL,
 	"updated_at" timestamp with time zone DEFAULT now() NOT NULL
 );
 --> statement-breakpoint

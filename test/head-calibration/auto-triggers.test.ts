@@ -35,19 +35,35 @@ describe('AUTO_RETAG=true', () => {
     expect(status).toMatchObject({ state: 'idle', total: 600, done: 600, failed: 0 });
   });
 
+  it('counts a second automatic backlog afresh', async () => {
+    const before = Date.now();
+    // Danceability's scores move a lot: run 2 moves its reference, and only its files are re-tagged.
+    await t.h.request('POST', '/library/files', { json: libraryBatch(600, 600, { [MOOD]: skewed(2), [DANCE]: skewed(0.3) }, 1) });
+    const run = await t.h.request('POST', '/admin/calibration/run?wait=true');
+    expect(run.body.calibration.reference_updates[DANCE]).toBe('updated');
+    const status = await waitFor(async () => {
+      const s = (await t.h.request('GET', '/admin/calibration/retag-status')).body;
+      return s.state === 'idle' && Date.parse(s.started_at) >= before ? s : undefined;
+    }, { what: 'second automatic backlog' });
+    expect(status).toMatchObject({ total: 1200, done: 1200, failed: 0 });
+    expect(await stale()).toBe(0);
+  });
+
   it('queues nothing when a run keeps every reference, and nothing twice when an update is repeated', async () => {
     const run = await t.h.request('POST', '/admin/calibration/run?wait=true');
     expect(run.body.calibration.summary).toMatchObject({ unstable_heads: 0 });
     // Run 1's reference update again, as a retried job would: the re-tag is not queued a second time.
     const again = await t.h.platform.queues.enqueue(updateReferenceJob, { model_name: 'effnet', head_name: 'mood_happy', version: 1 });
     await waitFor(async () => (await again.getState()) === 'completed', { what: 'repeated reference update' });
-    expect(await retagEvents()).toHaveLength(1);
+    expect(await retagEvents()).toHaveLength(2);
   });
 });
 
 describe('NEW_FILES_RECALIBRATE=100', () => {
   const t = useHarness({ env: { NEW_FILES_RECALIBRATE: '100' }, workers: ['calibrate', 'update-reference'] });
   const versions = async () => (await t.h.query<{ n: number }>('SELECT count(*)::int AS n FROM calibration_versions'))[0]!.n;
+  const watermark = async () => (await t.h.query("SELECT value FROM calibration_triggers WHERE name = 'new_files_watermark'"))[0]?.value;
+  const lastFileId = async () => (await t.h.query('SELECT max(id) AS id FROM library_files'))[0]?.id;
   const ingest = async (from: number, count: number) =>
     (await t.h.request('POST', '/library/files', { json: libraryBatch(from, count, { [MOOD]: skewed(2) }) })).body;
 
@@ -62,15 +78,13 @@ describe('NEW_FILES_RECALIBRATE=100', () => {
     await waitFor(async () => (await versions()) === 1, { what: 'the triggered run' });
     const [run] = await t.h.query('SELECT result FROM calibration_versions');
     expect(run?.result.calibration.library_size).toBe(150);
-    const [counter] = await t.h.query("SELECT count FROM calibration_triggers WHERE name = 'new_tagged_files'");
-    expect(counter?.count).toBe(0);
+    expect(await watermark()).toBe(await lastFileId());
   });
 
   it('counts from the last run, whoever started it', async () => {
     expect(await ingest(100, 70)).toEqual({ files: 70, tags: 140 });
     expect((await t.h.request('POST', '/admin/calibration/run?wait=true')).status).toBe(200);
-    const [counter] = await t.h.query("SELECT count FROM calibration_triggers WHERE name = 'new_tagged_files'");
-    expect(counter?.count).toBe(0);
+    expect(await watermark()).toBe(await lastFileId());
     expect(await ingest(170, 70)).toEqual({ files: 70, tags: 140 });
     expect(await versions()).toBe(2);
   });

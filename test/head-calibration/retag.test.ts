@@ -49,11 +49,12 @@ async function wrongTags(h: Harness): Promise<TagRow[]> {
   });
 }
 
-async function retagDone(h: Harness) {
+/** Waits for a backlog started at or after `since` to finish. */
+async function retagDone(h: Harness, since: number) {
   return waitFor(
     async () => {
       const { body } = await h.request('GET', '/admin/calibration/retag-status');
-      return body.state === 'idle' && body.total > 0 ? body : undefined;
+      return body.state === 'idle' && Date.parse(body.started_at) >= since ? body : undefined;
     },
     { what: 'retag backlog to finish', timeoutMs: 30_000 },
   );
@@ -151,8 +152,9 @@ describe('retag-file workers', () => {
     // References imported after ingest: every tag is stale until re-tagged.
     expect((await wrongTags(t.h)).length).toBe(4000);
 
+    const since = Date.now();
     expect((await t.h.request('POST', '/admin/calibration/retag-all')).body).toMatchObject({ enqueued: 1000, jobs: 16 });
-    const status = await retagDone(t.h);
+    const status = await retagDone(t.h, since);
     expect(status).toMatchObject({ state: 'idle', total: 1000, done: 1000, failed: 0, remaining: 0, eta_seconds: 0 });
     expect(await wrongTags(t.h)).toEqual([]);
 
@@ -160,8 +162,9 @@ describe('retag-file workers', () => {
     expect(results.reduce((n, j) => n + j.returnvalue.tags_changed, 0)).toBe(4000);
 
     // Again with nothing changed: the jobs run and write nothing.
+    const again0 = Date.now();
     await t.h.request('POST', '/admin/calibration/retag-all');
-    await retagDone(t.h);
+    expect(await retagDone(t.h, again0)).toMatchObject({ total: 1000, done: 1000 });
     const again = (await t.h.platform.queues.get('retag-file').getJobs(['completed'])).filter((j) => !results.some((r) => r.id === j.id));
     expect(again).toHaveLength(16);
     expect(again.every((j) => j.returnvalue.tags_changed === 0)).toBe(true);

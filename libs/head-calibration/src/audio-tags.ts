@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { copyFile, open, rename, rm, stat } from 'node:fs/promises';
-import { basename, dirname, extname, join } from 'node:path';
+import { dirname, extname, join } from 'node:path';
 import {
   AiffFile,
   File as TaggedFile,
@@ -35,7 +35,7 @@ export class AudioFileError extends Error {
   override name = 'AudioFileError';
   constructor(
     readonly path: string,
-    readonly reason: 'missing' | 'not_a_file' | 'corrupt' | 'unsupported',
+    readonly reason: 'missing' | 'not_a_file' | 'corrupt' | 'unsupported' | 'unwritable',
     detail: string,
   ) {
     super(`${path}: ${detail}`);
@@ -98,13 +98,15 @@ function setTags(file: TaggedFile, tags: CalibratedTag[]): void {
 export async function writeCalibratedTags(path: string, tags: CalibratedTag[]): Promise<void> {
   const info = await stat(path).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') throw new AudioFileError(path, 'missing', 'file not found');
+    if (err.code && PERMANENT_ERRNO.has(err.code)) throw new AudioFileError(path, 'unwritable', `cannot reach the file (${err.code})`);
     throw err;
   });
   if (!info.isFile()) throw new AudioFileError(path, 'not_a_file', 'not a regular file');
 
   const ext = extname(path);
-  // The extension stays last: the tagging library picks the format by it.
-  const temp = join(dirname(path), `.${basename(path, ext)}.caliber-${randomBytes(4).toString('hex')}${ext}`);
+  // Short (a long file name must still fit), hidden, and ending in the extension: the tagging
+  // library picks the format by it.
+  const temp = join(dirname(path), `.caliber-${randomBytes(4).toString('hex')}${ext}`);
   try {
     await copyFile(path, temp);
     let file: TaggedFile | undefined;
@@ -118,10 +120,11 @@ export async function writeCalibratedTags(path: string, tags: CalibratedTag[]): 
       if (err instanceof Error && /^Unsupported format/i.test(err.message)) {
         throw new AudioFileError(path, 'unsupported', `unsupported audio format "${ext}"`);
       }
-      // File system errors (a full disk, a permission) carry an errno code and may pass: retry them.
-      // Anything else the parser throws (CorruptFileError, or a plain Error on a malformed box)
-      // means the file cannot be read as audio, and will not be on the next attempt either.
-      if ((err as NodeJS.ErrnoException).code) throw err;
+      // File system errors carry an errno code (classified below); a TypeError or ReferenceError is a
+      // bug of ours, not of the file. Anything else the parser throws (CorruptFileError, or a plain
+      // Error or RangeError on a malformed box) means the file cannot be read as audio, and will
+      // not be on the next attempt either.
+      if ((err as NodeJS.ErrnoException).code || err instanceof TypeError || err instanceof ReferenceError) throw err;
       throw new AudioFileError(path, 'corrupt', `unreadable audio file: ${(err as Error).message}`);
     } finally {
       file?.dispose();
@@ -129,13 +132,23 @@ export async function writeCalibratedTags(path: string, tags: CalibratedTag[]): 
     const handle = await open(temp, 'r+');
     try {
       await handle.chmod(info.mode);
+      // Keep the owner when we may (running as root); otherwise the file is ours, as any edit makes it.
+      await handle.chown(info.uid, info.gid).catch(() => {});
       await handle.sync();
     } finally {
       await handle.close();
     }
     await rename(temp, path);
+    // The rename itself is durable once the directory is flushed.
+    const dir = await open(dirname(path), 'r');
+    await dir.sync().finally(() => dir.close());
   } catch (err) {
     await rm(temp, { force: true });
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code && PERMANENT_ERRNO.has(code)) throw new AudioFileError(path, 'unwritable', `cannot write the file (${code})`);
     throw err;
   }
 }
+
+/** File system errors that another attempt would meet again; the rest (EIO, ENOSPC, …) are retried. */
+const PERMANENT_ERRNO = new Set(['EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'EISDIR', 'ENAMETOOLONG', 'ELOOP']);

@@ -9,7 +9,7 @@ import { thresholdsFor, type HeadCalibrationConfig } from './config.ts';
 import { assessHead, type HeadAssessment, type HeadReferenceStatistics, type LabelDetails } from './head-assessment.ts';
 import { updateReferenceJob } from './jobs.ts';
 import { DRIFT_METRICS, histogram, summarizeSorted, type LabelStatistics } from './math.ts';
-import { NEW_TAGGED_FILES } from './library.ts';
+import { NEW_FILES_WATERMARK } from './library.ts';
 import { calibrationRuns, calibrationVersions } from './schema.ts';
 
 /** Session-level advisory lock that serialises calibration runs across all workers. */
@@ -136,9 +136,8 @@ export async function runHeadCalibration(
     const version = (await client.query<{ v: number }>('SELECT coalesce(max(version), 0) + 1 AS v FROM calibration_versions')).rows[0]!.v;
     const librarySize = (await client.query<{ n: number }>('SELECT count(*)::int AS n FROM library_files')).rows[0]!.n;
     const references = await loadDriftReferences(client);
-    // New tagged files counted so far are covered by this run; those arriving during it count on.
-    const newFilesCovered =
-      (await client.query<{ count: number }>('SELECT count FROM calibration_triggers WHERE name = $1', [NEW_TAGGED_FILES])).rows[0]?.count ?? 0;
+    // Files up to here are covered by this run (NEW_FILES_RECALIBRATE counts from the next one).
+    const lastFileCovered = (await client.query<{ id: number }>('SELECT coalesce(max(id), 0) AS id FROM library_files')).rows[0]!.id;
     job.log.info({ version, librarySize }, 'calibration run started');
 
     // Per head: label → statistics, filled label by label from the stream.
@@ -251,9 +250,9 @@ export async function runHeadCalibration(
         })),
       );
       await tx.insert(calibrationVersions).values({ version, jobId: job.jobKey, librarySize, result });
-      if (newFilesCovered > 0) {
-        await tx.execute(sql`UPDATE calibration_triggers SET count = greatest(count - ${newFilesCovered}, 0), updated_at = now() WHERE name = ${NEW_TAGGED_FILES}`);
-      }
+      await tx.execute(sql`
+        INSERT INTO calibration_triggers (name, value) VALUES (${NEW_FILES_WATERMARK}, ${lastFileCovered})
+        ON CONFLICT (name) DO UPDATE SET value = greatest(calibration_triggers.value, excluded.value), updated_at = now()`);
       await appendOutbox(
         tx,
         assessments

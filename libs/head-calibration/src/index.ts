@@ -2,7 +2,7 @@ import { jobHandler, type DomainModule } from '@caliber/platform';
 import { runHeadCalibration } from './calibrate-heads.ts';
 import { loadHeadCalibrationConfig, type HeadCalibrationConfig } from './config.ts';
 import { calibrateHeadsJob, retagBacklogJob, retagFileJob, updateReferenceJob } from './jobs.ts';
-import { enqueueRetagBacklog, retagFilesProcessor } from './retag.ts';
+import { countFailedRetag, enqueueRetagBacklog, retagFilesProcessor } from './retag.ts';
 import { headCalibrationRoutes } from './routes.ts';
 import { updateHeadReference } from './update-reference.ts';
 
@@ -29,9 +29,9 @@ export function headCalibrationModule(config: HeadCalibrationConfig = loadHeadCa
         }),
       ),
       jobHandler(updateReferenceJob, (payload, job) => updateHeadReference(job.platform.db, config, payload, job)),
-      jobHandler(retagFileJob, retagFilesProcessor(config)),
+      jobHandler(retagFileJob, retagFilesProcessor(config), { onFailedForGood: countFailedRetag }),
       jobHandler(retagBacklogJob, async (payload, job) => {
-        const result = await enqueueRetagBacklog(job.platform, config, { heads: payload.heads, writeFiles: 'changed' });
+        const result = await enqueueRetagBacklog(job.platform, config, { heads: payload.heads, fromJob: true });
         job.log.info({ ...result, reason: payload.reason, heads: payload.heads?.length ?? 'all' }, 'retag backlog enqueued');
         return result;
       }),

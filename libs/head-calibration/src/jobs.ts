@@ -32,10 +32,8 @@ export const retagFileJob = defineJob(
       last_id: z.number().int().positive(),
       /** Tagged files in the range when it was queued (progress is counted in files). */
       files: z.number().int().min(0),
-      /** Only these heads' tags (AUTO_RETAG); all heads when absent. */
+      /** Only these heads' tags, and (RETAG_WRITE_FILES) the files that have them: AUTO_RETAG. */
       heads: z.array(headRefSchema).min(1).optional(),
-      /** With RETAG_WRITE_FILES: write every file of the range, or only those whose tags changed. */
-      write_files: z.enum(['all', 'changed']).default('all'),
     })
     .refine((p) => p.last_id >= p.first_id, 'last_id must be at least first_id'),
 );

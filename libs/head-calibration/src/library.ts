@@ -98,8 +98,9 @@ export async function ingestLibraryFiles(
     const raws: number[] = [];
     const calibrated: (number | null)[] = [];
     const versions: (number | null)[] = [];
-    for (const file of files) {
-      const fileId = idByPath.get(file.path) as number;
+    // Tag rows are written in file-id order, the order a re-tag job's UPDATE locks them in.
+    const byId = files.map((file) => ({ file, fileId: idByPath.get(file.path) as number })).sort((a, b) => a.fileId - b.fileId);
+    for (const { file, fileId } of byId) {
       for (const key of Object.keys(file.scores).sort()) {
         const [model, head] = key.split('/') as [string, string];
         const reference = references.get(key);
@@ -130,31 +131,35 @@ export async function ingestLibraryFiles(
               calibration_version = excluded.calibration_version`);
     }
     const inserted = new Set(upserted.rows.filter((r) => r.inserted).map((r) => r.path));
-    const newTagged = files.filter((f) => inserted.has(f.path) && Object.values(f.scores).some((labels) => Object.keys(labels).length > 0)).length;
-    const recalibrate = config?.CALIBRATE_HEADS && config.NEW_FILES_RECALIBRATE > 0 && newTagged > 0
-      ? await countNewTaggedFiles(tx, newTagged, config.NEW_FILES_RECALIBRATE)
+    const newTagged = files.some((f) => inserted.has(f.path) && Object.values(f.scores).some((labels) => Object.keys(labels).length > 0));
+    const recalibrate = config?.CALIBRATE_HEADS && config.NEW_FILES_RECALIBRATE > 0 && newTagged
+      ? await recalibrateOnNewFiles(tx, config.NEW_FILES_RECALIBRATE)
       : false;
     return { files: files.length, tags: fileIds.length, ...(recalibrate ? { recalibration_queued: true as const } : {}) };
   });
 }
 
-export const NEW_TAGGED_FILES = 'new_tagged_files';
+export const NEW_FILES_WATERMARK = 'new_files_watermark';
 
 /**
- * NEW_FILES_RECALIBRATE: adds the batch's new tagged files to the counter and, when it reaches the
- * threshold, resets it and queues a calibration run (through the outbox, so only if the ingest
- * commits). The counter row's lock makes concurrent ingests take turns, so the threshold fires once.
+ * NEW_FILES_RECALIBRATE: counts the tagged files added since the watermark (the last file a run
+ * covered or a trigger counted) and, at the threshold, moves the watermark past them and queues a
+ * calibration run through the outbox (so only if this ingest commits). The watermark row is
+ * locked, so concurrent ingests take turns and the threshold fires once.
  */
-async function countNewTaggedFiles(tx: Executor, added: number, threshold: number): Promise<boolean> {
-  const { count } = (
-    await tx.execute<{ count: number }>(sql`
-      INSERT INTO calibration_triggers (name, count) VALUES (${NEW_TAGGED_FILES}, ${added})
-      ON CONFLICT (name) DO UPDATE SET count = calibration_triggers.count + excluded.count, updated_at = now()
-      RETURNING count`)
+async function recalibrateOnNewFiles(tx: Executor, threshold: number): Promise<boolean> {
+  await tx.execute(sql`INSERT INTO calibration_triggers (name, value) VALUES (${NEW_FILES_WATERMARK}, 0) ON CONFLICT (name) DO NOTHING`);
+  const { value: watermark } = (
+    await tx.execute<{ value: number }>(sql`SELECT value FROM calibration_triggers WHERE name = ${NEW_FILES_WATERMARK} FOR UPDATE`)
   ).rows[0]!;
-  if (count < threshold) return false;
-  await tx.execute(sql`UPDATE calibration_triggers SET count = 0, updated_at = now() WHERE name = ${NEW_TAGGED_FILES}`);
-  await appendOutbox(tx, [outboxEvent(calibrateHeadsJob, { requested_by: `NEW_FILES_RECALIBRATE (${count} new tagged files)` })]);
+  const { n, last } = (
+    await tx.execute<{ n: number; last: number | null }>(sql`
+      SELECT count(*)::int AS n, max(f.id) AS last FROM library_files f
+       WHERE f.id > ${watermark} AND EXISTS (SELECT 1 FROM library_tags t WHERE t.file_id = f.id)`)
+  ).rows[0]!;
+  if (n < threshold || last === null) return false;
+  await tx.execute(sql`UPDATE calibration_triggers SET value = ${last}, updated_at = now() WHERE name = ${NEW_FILES_WATERMARK}`);
+  await appendOutbox(tx, [outboxEvent(calibrateHeadsJob, { requested_by: `NEW_FILES_RECALIBRATE (${n} new tagged files)` })]);
   return true;
 }
 

@@ -3,6 +3,7 @@ import { jobKey, queuePrefix, withAdvisoryLock, type Executor, type JobContext, 
 import { z } from '@hono/zod-openapi';
 import { UnrecoverableError, type Queue } from 'bullmq';
 import { sql, type SQL } from 'drizzle-orm';
+import { drizzle } from 'drizzle-orm/node-postgres';
 import type pg from 'pg';
 import { AudioFileError, writeCalibratedTags, type CalibratedTag } from './audio-tags.ts';
 import type { LabelCalibration } from './calibration-files.ts';
@@ -195,59 +196,69 @@ export interface RetagEnqueueResult {
  * so memory holds a count per range, never the library's file list.
  */
 export async function enqueueRetagBacklog(
-  platform: Pick<PlatformContext, 'db' | 'queues' | 'redis' | 'config'>,
+  platform: Pick<PlatformContext, 'db' | 'pool' | 'queues' | 'redis' | 'config'>,
   config: Pick<HeadCalibrationConfig, 'RETAG_BATCH_SIZE' | 'RETAG_ENQUEUE_CHUNK' | 'RETAG_KEEP_COMPLETED'>,
-  opts: { heads?: RetagBacklogPayload['heads']; writeFiles?: RetagFilesPayload['write_files'] } = {},
+  opts: { heads?: RetagBacklogPayload['heads']; fromJob?: boolean } = {},
 ): Promise<RetagEnqueueResult> {
   const queue = platform.queues.connected(retagFileJob.queue);
   const size = config.RETAG_BATCH_SIZE;
   const heads = opts.heads ? [...opts.heads].sort((a, b) => `${a.model_name}/${a.head_name}`.localeCompare(`${b.model_name}/${b.head_name}`)) : undefined;
-  const [refs, ranges] = await Promise.all([
-    referenceDigest(platform.db),
-    platform.db.execute<{ k: number; files: number }>(sql`
-      SELECT (f.id - 1) / ${size} AS k, count(*)::int AS files
-        FROM library_files f
-       WHERE EXISTS (SELECT 1 FROM library_tags t WHERE t.file_id = f.id ${heads ? sql`AND ${headsFilter(heads)}` : sql``})
-       GROUP BY 1 ORDER BY 1`),
-  ]);
   // A heads-scoped job must not stand in for a full one, so the scope is part of the dedup id.
   const scope = heads ? `-h${digest(heads.map((h) => `${h.model_name}/${h.head_name}`).join(','))}` : '';
   // Job ids are unique per call, so an id BullMQ answers with that is not ours means "deduplicated".
   const call = randomBytes(5).toString('hex');
 
-  const { pending } = await pendingJobs(queue);
-  if (pending === 0) {
-    // Nothing queued: this call starts a new backlog, and progress is counted from zero.
-    await platform.redis.del(backlogKey(platform));
-    await platform.redis.hset(backlogKey(platform), { started_at: Date.now(), total_files: 0, done_files: 0, failed_files: 0 });
-  }
+  // Enqueues take turns, so "is the queue idle? then start counting afresh" and the totals that
+  // follow cannot interleave with another enqueue's.
+  return withAdvisoryLock(platform.pool, 'caliber:retag-enqueue', async (client) => {
+    const db = drizzle({ client });
+    const [refs, ranges] = await Promise.all([
+      referenceDigest(db),
+      db.execute<{ k: number; files: number }>(sql`
+        SELECT (f.id - 1) / ${size} AS k, count(*)::int AS files
+          FROM library_files f
+         WHERE EXISTS (SELECT 1 FROM library_tags t WHERE t.file_id = f.id ${heads ? sql`AND ${headsFilter(heads)}` : sql``})
+         GROUP BY 1 ORDER BY 1`),
+    ]);
 
-  const result: RetagEnqueueResult = { enqueued: 0, already_queued: 0, jobs: 0 };
-  for (let start = 0; start < ranges.rows.length; start += config.RETAG_ENQUEUE_CHUNK) {
-    const chunk = ranges.rows.slice(start, start + config.RETAG_ENQUEUE_CHUNK);
-    const added = await queue.addBulk(
-      chunk.map(({ k, files }) => ({
-        name: retagFileJob.name,
-        data: retagFileJob.schema.parse({ first_id: k * size + 1, last_id: (k + 1) * size, files, heads, write_files: opts.writeFiles ?? 'all' }),
-        opts: {
-          jobId: `${call}-${k}`,
-          deduplication: { id: `${size}-${k}-${refs}${scope}` },
-          removeOnComplete: { count: config.RETAG_KEEP_COMPLETED },
-        },
-      })),
-    );
-    let files = 0;
-    added.forEach((job, i) => {
-      const range = chunk[i]!;
-      if (job.id === `${call}-${range.k}`) {
-        result.enqueued += range.files;
-        result.jobs++;
-        files += range.files;
-      } else result.already_queued += range.files;
-    });
-    if (files > 0) await platform.redis.hincrby(backlogKey(platform), 'total_files', files);
-  }
-  return result;
+    // The backlog job calling this is itself active on the queue.
+    const { pending } = await pendingJobs(queue);
+    if (pending <= (opts.fromJob ? 1 : 0)) {
+      // Nothing else queued: this call starts a new backlog, and progress is counted from zero.
+      await platform.redis
+        .multi()
+        .del(backlogKey(platform))
+        .hset(backlogKey(platform), { started_at: Date.now(), total_files: 0, done_files: 0, failed_files: 0 })
+        .exec();
+    }
+
+    const result: RetagEnqueueResult = { enqueued: 0, already_queued: 0, jobs: 0 };
+    for (let start = 0; start < ranges.rows.length; start += config.RETAG_ENQUEUE_CHUNK) {
+      const chunk = ranges.rows.slice(start, start + config.RETAG_ENQUEUE_CHUNK);
+      const added = await queue.addBulk(
+        chunk.map(({ k, files }) => ({
+          name: retagFileJob.name,
+          data: retagFileJob.schema.parse({ first_id: k * size + 1, last_id: (k + 1) * size, files, heads }),
+          opts: {
+            jobId: `${call}-${k}`,
+            deduplication: { id: `${size}-${k}-${refs}${scope}` },
+            removeOnComplete: { count: config.RETAG_KEEP_COMPLETED },
+          },
+        })),
+      );
+      let files = 0;
+      added.forEach((job, i) => {
+        const range = chunk[i]!;
+        if (job.id === `${call}-${range.k}`) {
+          result.enqueued += range.files;
+          result.jobs++;
+          files += range.files;
+        } else result.already_queued += range.files;
+      });
+      if (files > 0) await platform.redis.hincrby(backlogKey(platform), 'total_files', files);
+    }
+    return result;
+  });
 }
 
 // ---- Processing ----
@@ -262,14 +273,23 @@ export interface RetagFilesResult {
   files_written?: number;
 }
 
-/** Each file's path and calibrated tags for the files of a range, in one query. */
-async function loadCalibratedTags(pool: pg.Pool, firstId: number, lastId: number): Promise<Map<number, { path: string; tags: CalibratedTag[] }>> {
-  const { rows } = await pool.query<CalibratedTag & { id: number; path: string }>(
+/**
+ * Path and calibrated tags of each file of a range, in one query; with `heads`, only the files
+ * that have tags of those heads (they are the ones a reference move touched), with all their tags.
+ */
+async function loadCalibratedTags(
+  client: pg.ClientBase,
+  range: { firstId: number; lastId: number; heads?: HeadRef[] },
+): Promise<Map<number, { path: string; tags: CalibratedTag[] }>> {
+  const { rows } = await client.query<CalibratedTag & { id: number; path: string }>(
     `SELECT f.id, f.path, t.model_name, t.head_name, t.label, t.calibrated_score
        FROM library_files f JOIN library_tags t ON t.file_id = f.id
       WHERE f.id BETWEEN $1 AND $2 AND t.calibrated_score IS NOT NULL
+        AND ($3::text[] IS NULL OR EXISTS (
+              SELECT 1 FROM library_tags h JOIN unnest($3::text[], $4::text[]) AS s(model_name, head_name) USING (model_name, head_name)
+               WHERE h.file_id = f.id))
       ORDER BY f.id, t.model_name, t.head_name, t.label`,
-    [firstId, lastId],
+    [range.firstId, range.lastId, range.heads?.map((h) => h.model_name) ?? null, range.heads?.map((h) => h.head_name) ?? null],
   );
   const byFile = new Map<number, { path: string; tags: CalibratedTag[] }>();
   for (const { id, path, ...tag } of rows) {
@@ -310,13 +330,12 @@ interface FileFailure {
  * permission) is thrown and the job retried.
  */
 async function writeAudioFiles(
-  platform: Pick<PlatformContext, 'pool'>,
+  client: pg.ClientBase,
   config: Pick<HeadCalibrationConfig, 'RETAG_FILE_WRITES'>,
-  range: { firstId: number; lastId: number; only?: Set<number> },
+  range: { firstId: number; lastId: number; heads?: HeadRef[] },
   log: Logger,
 ): Promise<{ written: number; failures: FileFailure[] }> {
-  const files = await loadCalibratedTags(platform.pool, range.firstId, range.lastId);
-  const targets = [...files.entries()].filter(([id]) => !range.only || range.only.has(id));
+  const targets = [...(await loadCalibratedTags(client, range)).entries()];
   const settled = await mapLimited(targets, config.RETAG_FILE_WRITES, ([, file]) => writeCalibratedTags(file.path, file.tags));
   const failures: FileFailure[] = [];
   let written = 0;
@@ -338,39 +357,39 @@ function describeFailures(failures: FileFailure[], files: number): string {
 
 /**
  * The `retag-file` processor: one UPDATE for the range's tags, then (RETAG_WRITE_FILES) the audio
- * files. Every step is idempotent, so a job retried after a crash redoes nothing twice in effect;
- * a retried job writes all of its audio files, since it cannot know which the crash left stale.
+ * files, all on the connection that holds the range's lock. Every step is idempotent, so a job
+ * retried after a crash changes nothing twice in effect. The audio files are written whether or
+ * not their rows changed now (ingest may have updated the database alone), so they end up agreeing
+ * with it.
  */
 export function retagFilesProcessor(config: HeadCalibrationConfig) {
   return async (payload: RetagFilesPayload, ctx: JobContext): Promise<RetagFilesResult> => {
     const { platform, job } = ctx;
-    try {
-      // Two jobs for one range (queued under different references) take turns, so the later one's
-      // values are the last written to the audio files as well as to the database.
-      return await withAdvisoryLock(platform.pool, `caliber:retag-range:${payload.first_id}-${payload.last_id}`, async () => {
-        const changed = await retagRange(platform.db, { firstId: payload.first_id, lastId: payload.last_id, heads: payload.heads });
-        const result: RetagFilesResult = {
-          first_id: payload.first_id,
-          last_id: payload.last_id,
-          files: payload.files,
-          tags_changed: [...changed.values()].reduce((a, b) => a + b, 0),
-        };
-        let failures: FileFailure[] = [];
-        if (config.RETAG_WRITE_FILES) {
-          const retried = job.attemptsMade > 0 || job.stalledCounter > 0;
-          const only = payload.write_files === 'changed' && !retried ? new Set(changed.keys()) : undefined;
-          const written = await writeAudioFiles(platform, config, { firstId: payload.first_id, lastId: payload.last_id, only }, ctx.log);
-          result.files_written = written.written;
-          failures = written.failures;
-        }
-        await countFiles(platform, job, Math.max(0, payload.files - failures.length), failures.length);
-        if (failures.length > 0) throw new UnrecoverableError(describeFailures(failures, payload.files));
-        return result;
-      });
-    } catch (err) {
-      const final = err instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-      if (final) await countFiles(platform, job, 0, payload.files).catch(() => {});
-      throw err;
-    }
+    const range = { firstId: payload.first_id, lastId: payload.last_id, heads: payload.heads };
+    // Two jobs for one range (queued under different references) take turns, so the later one's
+    // values are the last written to the audio files as well as to the database.
+    return withAdvisoryLock(platform.pool, ['caliber:retag-range', payload.first_id], async (client) => {
+      const changed = await retagRange(drizzle({ client }), range);
+      const result: RetagFilesResult = {
+        first_id: payload.first_id,
+        last_id: payload.last_id,
+        files: payload.files,
+        tags_changed: [...changed.values()].reduce((a, b) => a + b, 0),
+      };
+      let failures: FileFailure[] = [];
+      if (config.RETAG_WRITE_FILES) {
+        const written = await writeAudioFiles(client, config, range, ctx.log);
+        result.files_written = written.written;
+        failures = written.failures;
+      }
+      await countFiles(platform, job, Math.max(0, payload.files - failures.length), failures.length);
+      if (failures.length > 0) throw new UnrecoverableError(describeFailures(failures, payload.files));
+      return result;
+    });
   };
+}
+
+/** A range job that failed for good counts its files as failed (unless it counted them already). */
+export async function countFailedRetag(payload: RetagFilesPayload, ctx: JobContext): Promise<void> {
+  await countFiles(ctx.platform, ctx.job, 0, payload.files);
 }

@@ -92,12 +92,13 @@ export const calibrationVersions = pgTable('calibration_versions', {
 });
 
 /**
- * Counters that start work once they reach a threshold, e.g. `new_tagged_files` for
- * NEW_FILES_RECALIBRATE. Updating the row serialises concurrent writers, so the threshold fires once.
+ * Marks that decide when work starts by itself, e.g. `new_files_watermark` for
+ * NEW_FILES_RECALIBRATE: the highest library file id already counted into a calibration run.
+ * Writers lock the row, so concurrent ingests take turns and a threshold fires once.
  */
 export const calibrationTriggers = pgTable('calibration_triggers', {
   name: text('name').primaryKey(),
-  count: bigint('count', { mode: 'number' }).notNull().default(0),
+  value: bigint('value', { mode: 'number' }).notNull().default(0),
   updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
 });
 

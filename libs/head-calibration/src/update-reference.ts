@@ -88,7 +88,7 @@ async function queueRetagWhenRunInstalled(tx: Executor, version: number, causedB
       SELECT count(*)::int AS n FROM calibration_references r
         JOIN unnest(${sql.param(moved.map((h) => h.model_name))}::text[], ${sql.param(moved.map((h) => h.head_name))}::text[]) AS h(model_name, head_name)
           USING (model_name, head_name)
-       WHERE r.version >= ${version}`)
+       WHERE r.source = 'run' AND r.version >= ${version}`)
   ).rows[0]!.n;
   if (installed < moved.length) return false;
   await tx.execute(sql`UPDATE calibration_versions SET retag_requested_at = now() WHERE version = ${version}`);

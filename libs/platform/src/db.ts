@@ -37,15 +37,25 @@ export function createDatabase(url: string, options: { max: number; applicationN
  * several transactions (or none) is serialised across processes. A connection that cannot confirm
  * the unlock is destroyed rather than returned to the pool holding the lock.
  */
-export async function withAdvisoryLock<T>(pool: pg.Pool, key: string, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+export async function withAdvisoryLock<T>(
+  pool: pg.Pool,
+  key: string | [namespace: string, id: number],
+  fn: (client: pg.PoolClient) => Promise<T>,
+): Promise<T> {
+  // A name is hashed to 32 bits; many locks of one kind (e.g. one per id range) use the two-key
+  // form instead, (hash of the kind, the id), so they cannot collide with each other.
+  const pair = Array.isArray(key);
+  const args = pair ? 'hashtext($1), $2::int' : 'hashtext($1)';
+  const params: unknown[] = pair ? [...key] : [key];
+  const [lock, unlock] = [`SELECT pg_advisory_lock(${args})`, `SELECT pg_advisory_unlock(${args})`];
   const client = await pool.connect();
   let locked = false;
   try {
-    await client.query('SELECT pg_advisory_lock(hashtext($1))', [key]);
+    await client.query(lock, params);
     locked = true;
     return await fn(client);
   } finally {
-    const unlocked = !locked || (await client.query('SELECT pg_advisory_unlock(hashtext($1))', [key]).then(() => true, () => false));
+    const unlocked = !locked || (await client.query(unlock, params).then(() => true, () => false));
     client.release(!unlocked);
   }
 }

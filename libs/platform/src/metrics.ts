@@ -46,14 +46,25 @@ export class JobDurationRecorder {
     if (this.#pending.size === 0) return;
     const pending = [...this.#pending];
     this.#pending.clear();
-    const multi = this.redis.multi();
-    for (const [queue, fields] of pending) {
-      for (const [field, value] of fields) {
-        if (field.endsWith('|sum')) multi.hincrbyfloat(durationKey(this.config, queue), field, value);
-        else multi.hincrby(durationKey(this.config, queue), field, value);
-      }
-    }
-    await multi.exec();
+    // One MULTI per queue: each queue's hash lives in that queue's Redis Cluster slot.
+    const results = await Promise.allSettled(
+      pending.map(([queue, fields]) => {
+        const multi = this.redis.multi();
+        for (const [field, value] of fields) {
+          if (field.endsWith('|sum')) multi.hincrbyfloat(durationKey(this.config, queue), field, value);
+          else multi.hincrby(durationKey(this.config, queue), field, value);
+        }
+        return multi.exec();
+      }),
+    );
+    // What could not be written is kept for the next flush.
+    results.forEach((r, i) => {
+      if (r.status === 'fulfilled') return;
+      const [queue, fields] = pending[i]!;
+      const current = this.#pending.get(queue) ?? new Map<string, number>();
+      for (const [field, value] of fields) current.set(field, (current.get(field) ?? 0) + value);
+      this.#pending.set(queue, current);
+    });
   }
 
   /** Writes what is pending and stops the timer. */

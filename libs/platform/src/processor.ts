@@ -17,13 +17,19 @@ export interface JobContext {
 export interface JobHandler<S extends z.ZodType = z.ZodType> {
   definition: JobDefinition<S>;
   handle(payload: z.infer<S>, ctx: JobContext): Promise<unknown>;
+  /**
+   * Called once a job has failed for good: after its last attempt, an unrecoverable error, or
+   * BullMQ failing it for stalling too often (then the processor never ran for that attempt).
+   */
+  onFailedForGood?(payload: z.infer<S>, ctx: JobContext, err: Error): Promise<void>;
 }
 
 export function jobHandler<S extends z.ZodType>(
   definition: JobDefinition<S>,
   handle: (payload: z.infer<S>, ctx: JobContext) => Promise<unknown>,
+  hooks: Pick<JobHandler<S>, 'onFailedForGood'> = {},
 ): JobHandler<S> {
-  return { definition, handle };
+  return { definition, handle, ...hooks };
 }
 
 /**

@@ -1,10 +1,11 @@
-import { MetricsTime, Worker } from 'bullmq';
+import { Worker } from 'bullmq';
 import { z } from 'zod';
 import { parseEnv } from './config.ts';
 import type { PlatformContext } from './context.ts';
 import { JobDurationRecorder } from './metrics.ts';
 import { OutboxRelay } from './outbox.ts';
 import { createQueueProcessor, type JobHandler } from './processor.ts';
+import { jobKey } from './queues.ts';
 import { QUEUE_NAMES, queuePrefix, type QueueName } from './queues.ts';
 import { groupBy } from './util.ts';
 
@@ -65,13 +66,19 @@ export function startWorkers(
       stalledInterval: ctx.config.WORKER_STALLED_INTERVAL_MS,
       // A job whose worker died is retried once more before it counts as failed.
       maxStalledCount: 2,
-      // Completed/failed counts per minute, kept by BullMQ atomically with each job's completion:
-      // progress reports (e.g. retag-status) read them.
-      metrics: { maxDataPoints: MetricsTime.ONE_WEEK },
     });
     worker.on('error', (err) => ctx.log.warn({ err, queue }, 'worker error'));
+    const handlers = new Map((byQueue.get(queue) ?? []).map((h) => [h.definition.name, h]));
     worker.on('failed', (job, err) => {
-      if (job && job.attemptsMade >= (job.opts.attempts ?? 1)) ctx.log.error({ err, queue, jobId: job.id }, 'job failed for good');
+      // BullMQ sets finishedOn only when the failure is final (no attempt left, or unrecoverable).
+      if (!job || typeof job.finishedOn !== 'number') return;
+      const log = ctx.log.child({ queue, jobId: job.id, job: job.name });
+      log.error({ err }, 'job failed for good');
+      const handler = handlers.get(job.name);
+      const parsed = handler?.onFailedForGood ? handler.definition.schema.safeParse(job.data) : undefined;
+      if (handler?.onFailedForGood && parsed?.success) {
+        handler.onFailedForGood(parsed.data, { job, platform: ctx, log, jobKey: jobKey(job) }, err).catch((hookErr: unknown) => log.warn({ err: hookErr }, 'failure hook failed'));
+      }
     });
     return worker;
   });
