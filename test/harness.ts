@@ -12,6 +12,7 @@ import { afterAll, beforeAll, inject } from 'vitest';
 import { createGateway, type Gateway } from '../apps/gateway/src/app.ts';
 import { startWorkerProcess } from '../apps/worker/src/worker.ts';
 import { headCalibrationModule, loadHeadCalibrationConfig } from '../libs/head-calibration/src/index.ts';
+import { loadModelCatalogConfig, modelCatalogModule } from '../libs/model-catalog/src/index.ts';
 import {
   createLogger,
   createPlatform,
@@ -112,7 +113,7 @@ export async function createTestEnv(extraEnv: Record<string, string> = {}): Prom
 }
 
 export function testModules(env: Record<string, string>): DomainModule[] {
-  return [headCalibrationModule(loadHeadCalibrationConfig(env))];
+  return [headCalibrationModule(loadHeadCalibrationConfig(env)), modelCatalogModule(loadModelCatalogConfig(env))];
 }
 
 type Json = Record<string, unknown> | unknown[];

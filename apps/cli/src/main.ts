@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { headCalibrationModule, importCalibrationBundle, InvalidBundleError, loadHeadCalibrationConfig, readBundleDir } from '@caliber/head-calibration';
+import { loadModelCatalogConfig, modelCatalogModule } from '@caliber/model-catalog';
 import { ConfigError, createDatabase, loadPlatformConfig, runMigrations, type QueueName } from '@caliber/platform';
 import { preflight, PreflightError } from './preflight.ts';
 import { DEFAULT_WORKER_GROUPS, localApiKey, ROOT, superviseProcesses, workerGroups } from './start.ts';
@@ -23,9 +24,9 @@ async function migrate(): Promise<void> {
 }
 
 /** Runs every config loader and reports all their problems together. */
-function loadAll<A, B>(a: () => A, b: () => B): [A, B] {
+function loadAll<T extends unknown[]>(...loaders: { [K in keyof T]: () => T[K] }): T {
   const problems: string[] = [];
-  const attempt = <T,>(load: () => T): T | undefined => {
+  const results = loaders.map((load) => {
     try {
       return load();
     } catch (err) {
@@ -33,10 +34,9 @@ function loadAll<A, B>(a: () => A, b: () => B): [A, B] {
       problems.push(...err.problems);
       return undefined;
     }
-  };
-  const results = [attempt(a), attempt(b)] as const;
+  });
   if (problems.length > 0) throw new ConfigError(problems);
-  return results as [A, B];
+  return results as T;
 }
 
 async function start(): Promise<number> {
@@ -51,8 +51,8 @@ async function start(): Promise<number> {
     );
   }
   // Every setting is checked here, so a wrong value stops start-up before any process is launched.
-  const [config, heads] = loadAll(() => loadPlatformConfig(env), () => loadHeadCalibrationConfig(env));
-  const modules = [headCalibrationModule(heads)];
+  const [config, heads, catalog] = loadAll(() => loadPlatformConfig(env), () => loadHeadCalibrationConfig(env), () => loadModelCatalogConfig(env));
+  const modules = [headCalibrationModule(heads), modelCatalogModule(catalog)];
 
   const { createdDatabase } = await preflight(config);
   if (createdDatabase) say(`created database ${new URL(config.DATABASE_URL).pathname.slice(1)}`);

@@ -1,11 +1,12 @@
 import { headCalibrationModule } from '@caliber/head-calibration';
+import { modelCatalogModule } from '@caliber/model-catalog';
 import { createPlatform, loadPlatformConfig, onShutdownSignal, runMain } from '@caliber/platform';
 import { parseQueuesArg, startWorkerProcess } from './worker.ts';
 
 runMain(async () => {
   const config = loadPlatformConfig();
   const queues = parseQueuesArg(process.argv.slice(2));
-  const modules = [headCalibrationModule()];
+  const modules = [headCalibrationModule(), modelCatalogModule()];
   const platform = createPlatform(config, { name: `worker${queues ? `-${queues.join('+')}` : ''}` });
   const running = await startWorkerProcess(platform, modules, { queues });
 

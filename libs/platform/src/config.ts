@@ -59,6 +59,15 @@ export const platformEnvSchema = z
       .default('caliber'),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     DB_POOL_SIZE: envVar.int(10, 1, 1000),
+    /**
+     * The role every pooled connection takes (SET ROLE) after logging in: the migrations create
+     * `caliber_app` with rights on Caliber's tables and SELECT only on working_version. `none`
+     * keeps the login user's own rights.
+     */
+    DATABASE_ROLE: z
+      .string()
+      .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'a Postgres role name (lower case, digits, _) or "none"')
+      .default('caliber_app'),
     /** How long a process waits for active work on SIGTERM before it gives up and exits. */
     SHUTDOWN_TIMEOUT_MS: envVar.int(30_000, 0),
     JOB_ATTEMPTS: envVar.int(5, 1, 100),

@@ -17,7 +17,7 @@ export interface DatabaseHandle {
 // bigint (int8) columns come back as JS numbers: our ids and counts stay far below 2^53.
 pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value));
 
-export function createDatabase(url: string, options: { max: number; applicationName: string; log?: Logger }): DatabaseHandle {
+export function createDatabase(url: string, options: { max: number; applicationName: string; role?: string; log?: Logger }): DatabaseHandle {
   const pool = new pg.Pool({
     connectionString: url,
     max: options.max,
@@ -28,6 +28,17 @@ export function createDatabase(url: string, options: { max: number; applicationN
   });
   // An idle client losing its server emits here; without a listener it would crash the process.
   pool.on('error', (err) => options.log?.warn({ err }, 'idle Postgres connection failed'));
+  const role = options.role && options.role !== 'none' ? options.role : undefined;
+  if (role) {
+    // Queued before anything the caller sends, so every query runs with the role's rights only.
+    pool.on('connect', (client) => {
+      client.query(`SET ROLE ${pg.escapeIdentifier(role)}`).catch((err: unknown) => {
+        options.log?.error({ err, role }, 'cannot take the database role (DATABASE_ROLE); run the migrations, or set DATABASE_ROLE=none');
+        // Fail closed: without the role this connection would carry the login user's rights.
+        void client.end();
+      });
+    });
+  }
   const db = drizzle({ client: pool });
   return { pool, db, close: () => pool.end() };
 }

@@ -1,0 +1,322 @@
+/**
+ * Maps an inference provider's model id to an Artificial Analysis (AA) entry, or to nothing.
+ * A wrong match is worse than none: names are reduced to the tokens that tell models apart
+ * (family words, version, parameter count, variant words like "mini" or "flash"), and a provider
+ * model maps only to an AA entry whose tokens are the same set. Dated snapshots go to the AA entry
+ * of the same date, else to the family's undated entry. What rules cannot decide is in the alias
+ * table (data). Every decision carries its reason.
+ */
+
+export interface AaEntry {
+  slug: string;
+  name: string;
+  creator?: string | null;
+}
+
+export interface ProviderModel {
+  provider: string;
+  modelId: string;
+  name?: string | null;
+}
+
+export type MatchMethod = 'manual' | 'alias' | 'exact' | 'normalized' | 'name' | 'loose_version';
+
+export interface MatchDecision {
+  slug: string | null;
+  method: MatchMethod | null;
+  score: number;
+  reason: string;
+}
+
+/** Alias table: a provider model id (any provider, or `provider:id`) → AA slug, or null for "never map". */
+export type AliasTable = Record<string, string | null>;
+
+/** Scores per method; a match below the threshold is left unmapped. */
+export const METHOD_SCORES: Record<Exclude<MatchMethod, 'manual'>, number> = {
+  alias: 1,
+  exact: 1,
+  normalized: 0.9,
+  name: 0.85,
+  loose_version: 0.8,
+};
+
+/**
+ * Words that say how a model is served or packaged, not which model it is: dropped before
+ * comparing. Deliberately short; anything not here (mini, flash, lite, vision, coder, …) counts.
+ */
+const NEUTRAL = new Set([
+  'instruct', 'chat', 'it', 'hf', 'latest', 'versatile', 'instant', 'fp8', 'fp16', 'bf16', 'awq', 'int4', 'int8',
+  'gguf', 'meta', 'model', 'models', 'the', 'v', 'api', 'serverless',
+]);
+
+/** Words that say the model was tuned to follow instructions (AA benchmarks those, not base models). */
+const INSTRUCT = new Set(['instruct', 'chat', 'it']);
+
+/**
+ * Words a provider adds that AA leaves out, tried only when the full token set matches nothing:
+ * Groq's "-preview"/"-specdec", Mistral's "open-" prefix, vendor words before a family name.
+ */
+const SOFT = new Set(['preview', 'specdec', 'open', 'qwen', 'mistralai']);
+
+/** OpenRouter routing suffixes (`:free`); other suffixes (`:thinking`) name a variant and stay. */
+const ROUTING_SUFFIXES = /:(free|beta|extended|nitro|floor|online)$/;
+
+/** Words one provider adds to every id: Together's "-Turbo" (its serving stack) and "-Free". */
+const PROVIDER_NEUTRAL: Record<string, Set<string>> = {
+  together: new Set(['turbo', 'free']),
+};
+
+/** Words a provider writes but AA spells otherwise. */
+const SYNONYMS: Record<string, string> = { exp: 'experimental', reasoning: 'thinking' };
+
+const MONTHS: Record<string, string> = {
+  jan: '01', january: '01', feb: '02', february: '02', mar: '03', march: '03', apr: '04', april: '04', may: '05', jun: '06', june: '06',
+  jul: '07', july: '07', aug: '08', august: '08', sep: '09', sept: '09', september: '09', oct: '10', october: '10', nov: '11',
+  november: '11', dec: '12', december: '12',
+};
+
+export interface Signature {
+  /** Sorted significant tokens: words, `v<version>`, `<n>b` sizes. */
+  key: string;
+  /** A snapshot date in a comparable form, if the name has one. */
+  date: string | null;
+  /** The key with versions written without dots ("v3.5" → "v35"), for AA's "claude-35-sonnet". */
+  looseKey: string;
+  /** The key without provider-only words (SOFT) and packaging revisions ("v0.1", "16e", context sizes). */
+  softKey: string;
+  /** Says "instruct"/"chat"/"it". */
+  instruct: boolean;
+}
+
+/** Lower-cased, provider prefixes and `:suffix` removed, separators unified. */
+export function normalizeModelId(id: string): string {
+  let s = id.trim().toLowerCase();
+  s = s.replace(ROUTING_SUFFIXES, '').replace(/:/g, '-');
+  s = s.slice(s.lastIndexOf('/') + 1); // "openai/", "meta-llama/", "models/", "accounts/fireworks/models/"
+  s = s.replace(/\([^)]*\)/g, ' '); // AA names: "GPT-4o (Nov '24)" — the date is read separately
+  s = s.replace(/[_\s.,]+(?=[a-z])/g, '-').replace(/[_\s,]+/g, '-');
+  return s.replace(/-+/g, '-').replace(/^-|-$/g, '');
+}
+
+/** Splits "qwen2" → qwen 2, "4o" → 4 o, "o1" → o 1, keeping sizes ("70b", "8x7b") and versions ("3.1") whole. */
+function splitToken(token: string): string[] {
+  if (/^\d+(\.\d+)?[bmk]$/.test(token) || /^\d+x\d+(\.\d+)?b$/.test(token) || /^\d+(\.\d+)+$/.test(token) || /^\d+e$/.test(token)) return [token];
+  return token.match(/[a-z]+|\d+(?:\.\d+)*/g) ?? [];
+}
+
+/** Reads a date out of the text around a name ("(Nov '24)", "(Mar' 25)"), for AA names: YYMM. */
+function dateInParentheses(text: string): string | null {
+  const m = /\(\s*([a-z]+)\s*'?\s*(\d{2})\s*\)/i.exec(text);
+  const month = m ? MONTHS[m[1]!.toLowerCase()] : undefined;
+  return month ? `${m![2]}${month}` : null;
+}
+
+/**
+ * A date's comparable form: YYMM when year and month are known (20240620, 2024-06-20, june-24,
+ * dec-2024 all become 2406/2412); otherwise its digits as written (Mistral's 2407, Google's 03-25).
+ */
+function canonicalDate(parts: string[]): string {
+  const joined = parts.join('');
+  if (/^20\d{6}$/.test(joined)) return joined.slice(2, 6);
+  return joined;
+}
+
+/**
+ * The comparable form of a name: significant tokens, versions ("3.1", also when written "3-1"),
+ * sizes, and a snapshot date apart from them.
+ */
+export function signature(text: string, provider?: string): Signature {
+  const providerNeutral = PROVIDER_NEUTRAL[provider?.toLowerCase() ?? ''];
+  const parenDate = dateInParentheses(text);
+  const s = normalizeModelId(text);
+  const raw = s
+    .split(/[-\s]+/)
+    .flatMap(splitToken)
+    .filter(Boolean)
+    .map((t) => SYNONYMS[t] ?? t);
+
+  const words: string[] = [];
+  const soft: string[] = [];
+  const dateParts: string[] = [];
+  let monthDate: string | null = null;
+  let instruct = false;
+  for (let i = 0; i < raw.length; i++) {
+    const t = raw[i]!;
+    const next = raw[i + 1] ?? '';
+    const month = MONTHS[t];
+    if (month && /^\d{2}(\d{2})?$/.test(next)) {
+      monthDate = `${next.slice(-2)}${month}`; // june-24, dec-2024 → YYMM
+      i++;
+    } else if (/^\d{8}$/.test(t) || /^\d{4}$/.test(t) || /^0\d{1,2}$/.test(t) || (dateParts.length > 0 && /^\d{2}$/.test(t))) {
+      dateParts.push(t); // 20241022, 2407, 0924, 001, "03"-"25", "2024"-"08"-"06"
+    } else if (/^\d{5,}$/.test(t) || /^\d+e$/.test(t)) {
+      soft.push(t); // a context length (32768) or an expert count (16e)
+    } else if (/^\d{1,2}$/.test(t) && /^\d$/.test(next)) {
+      words.push(`v${t}.${next}`); // "3" "1" → 3.1 (AA writes versions with dashes)
+      i++;
+    } else if (/^0\.\d+$/.test(t)) {
+      soft.push(`v${t}`); // a packaging revision: Mixtral-8x7B-Instruct-v0.1
+    } else if (/^\d+(\.\d+)*$/.test(t)) {
+      words.push(`v${t}`);
+    } else if (INSTRUCT.has(t)) {
+      instruct = true;
+    } else if (t === 'e' && /^\d+$/.test(raw[i - 1] ?? '')) {
+      soft.push(t);
+    } else if (!NEUTRAL.has(t) && !providerNeutral?.has(t)) {
+      (SOFT.has(t) ? soft : words).push(t);
+    }
+  }
+  const key = [...new Set([...words, ...soft])].sort().join(' ');
+  const softKey = [...new Set(words)].sort().join(' ');
+  const date = dateParts.length > 0 ? canonicalDate(dateParts) : (monthDate ?? parenDate);
+  return { key, date, looseKey: key.replace(/\bv(\d+)\.(\d+)\b/g, 'v$1$2'), softKey, instruct };
+}
+
+type Candidate = { entry: AaEntry; date: string | null; instruct: boolean };
+
+export interface MatcherIndex {
+  bySlug: Map<string, AaEntry>;
+  /** Signature key → AA entries with it (dated and undated snapshots of one model share a key). */
+  byKey: Map<string, Candidate[]>;
+  byLooseKey: Map<string, Candidate[]>;
+  byNameKey: Map<string, Candidate[]>;
+  aliases: Map<string, string | null>;
+}
+
+function push<K, V>(map: Map<K, V[]>, key: K, value: V) {
+  const list = map.get(key);
+  if (list) list.push(value);
+  else map.set(key, [value]);
+}
+
+export function buildMatcherIndex(entries: AaEntry[], aliases: AliasTable = {}): MatcherIndex {
+  const index: MatcherIndex = { bySlug: new Map(), byKey: new Map(), byLooseKey: new Map(), byNameKey: new Map(), aliases: new Map() };
+  for (const entry of entries) {
+    index.bySlug.set(entry.slug.toLowerCase(), entry);
+    const sig = signature(entry.slug);
+    push(index.byKey, sig.key, { entry, date: sig.date, instruct: sig.instruct });
+    push(index.byLooseKey, sig.looseKey, { entry, date: sig.date, instruct: sig.instruct });
+    const byName = signature(entry.name);
+    push(index.byNameKey, byName.key, { entry, date: byName.date ?? sig.date, instruct: sig.instruct });
+  }
+  for (const [from, to] of Object.entries(aliases)) index.aliases.set(from.toLowerCase(), to);
+  return index;
+}
+
+/**
+ * Picks among AA entries sharing a signature: the one with the provider's snapshot date, else the
+ * undated one (the family's entry). Two candidates left is a tie nobody can break: no match.
+ */
+function pickSnapshot(candidates: Candidate[], date: string | null): { entry?: AaEntry; why: string } {
+  const unique = [...new Map(candidates.map((c) => [c.entry.slug, c])).values()];
+  if (date) {
+    const same = unique.filter((c) => c.date === date);
+    if (same.length === 1) return { entry: same[0]!.entry, why: `snapshot ${date}` };
+  }
+  const undated = unique.filter((c) => c.date === null);
+  const dated = unique.filter((c) => c.date !== null);
+  if (undated.length === 1) {
+    if (!date || dated.length === 0) return { entry: undated[0]!.entry, why: date ? `snapshot ${date} not listed; family entry` : 'undated entry' };
+    // AA tells this model's snapshots apart: the undated entry is the newest, so a snapshot it does
+    // not list is that one only if it is newer than every dated one (both dates read as YYMM).
+    const newer = /^\d{4}$/.test(date) && dated.every((c) => /^\d{4}$/.test(c.date!) && c.date! < date);
+    if (newer) return { entry: undated[0]!.entry, why: `snapshot ${date} is newer than the dated entries (${dated.map((c) => c.date).join(', ')}); family entry` };
+    return { why: `snapshot ${date} not listed, and AA lists other snapshots (${dated.map((c) => c.entry.slug).join(', ')})` };
+  }
+  if (unique.length === 1 && !date) return { entry: unique[0]!.entry, why: 'only entry' };
+  return { why: `ambiguous between ${unique.map((c) => c.entry.slug).join(', ')}` };
+}
+
+export function matchModel(index: MatcherIndex, model: ProviderModel, minScore = 0.75): MatchDecision {
+  const id = model.modelId.trim().toLowerCase();
+  const bare = normalizeModelId(model.modelId);
+  for (const key of [`${model.provider.toLowerCase()}:${id}`, id, bare]) {
+    if (index.aliases.has(key)) {
+      const slug = index.aliases.get(key) ?? null;
+      if (slug === null) return { slug: null, method: null, score: 0, reason: `alias table: "${key}" is never mapped` };
+      if (!index.bySlug.has(slug)) return { slug: null, method: null, score: 0, reason: `alias table names "${slug}", which AA does not list` };
+      return decide(slug, 'alias', `alias table: "${key}"`, minScore);
+    }
+  }
+  const exact = index.bySlug.get(bare);
+  if (exact) return decide(exact.slug, 'exact', `"${bare}" is an AA slug`, minScore);
+
+  const sig = signature(model.modelId, model.provider);
+  const tokenAlias = index.aliases.get(`tokens:${sig.key}`) ?? index.aliases.get(`tokens:${sig.softKey}`);
+  if (tokenAlias && index.bySlug.has(tokenAlias)) return decide(tokenAlias, 'alias', `alias table: tokens [${sig.key}]`, minScore);
+  if (!sig.key) return { slug: null, method: null, score: 0, reason: 'no identifying tokens' };
+  // Providers that list base and instruct models side by side say "instruct" when it is one.
+  const saysInstructWhenItIs = EXPLICIT_INSTRUCT_PROVIDERS.has(model.provider.toLowerCase());
+  const attempt = (key: string, candidates: Candidate[] | undefined, date: string | null, method: Exclude<MatchMethod, 'manual'>, what: string): MatchDecision | undefined => {
+    if (!candidates) return undefined;
+    const usable = saysInstructWhenItIs && !sig.instruct ? candidates.filter((c) => !c.instruct) : candidates;
+    if (usable.length === 0) return { slug: null, method: null, score: 0, reason: `${what}, but AA benchmarks the instruct model and "${model.modelId}" is a base model` };
+    const versions = versionSiblings(index, key);
+    if (versions.length > 0) return { slug: null, method: null, score: 0, reason: `[${sig.key}] names no version, and AA lists ${versions.join(', ')}` };
+    const pick = pickSnapshot(usable, date);
+    if (pick.entry) return decide(pick.entry.slug, method, `${what} [${sig.key}] equal; ${pick.why}`, minScore);
+    return { slug: null, method: null, score: 0, reason: `${what} [${sig.key}]: ${pick.why}` };
+  };
+  return (
+    attempt(sig.key, index.byKey.get(sig.key), sig.date, 'normalized', 'tokens') ??
+    attempt(sig.key, index.byLooseKey.get(sig.looseKey), sig.date, 'loose_version', 'tokens (versions without dots)') ??
+    (sig.softKey !== sig.key ? attempt(sig.softKey, index.byKey.get(sig.softKey), sig.date, 'normalized', 'tokens without provider-only words') : undefined) ??
+    attemptWithoutSize(index, sig, attempt) ??
+    matchByName(index, model, sig, minScore) ?? { slug: null, method: null, score: 0, reason: `no AA entry has tokens [${sig.key}]` }
+  );
+}
+
+/**
+ * A provider may state a parameter count AA leaves out of the name ("llama-4-scout-17b-16e" vs
+ * "llama-4-scout"). Dropping it is safe only when AA lists that family at no size at all.
+ */
+function attemptWithoutSize(
+  index: MatcherIndex,
+  sig: Signature,
+  attempt: (key: string, c: Candidate[] | undefined, date: string | null, method: Exclude<MatchMethod, 'manual'>, what: string) => MatchDecision | undefined,
+): MatchDecision | undefined {
+  const words = sig.softKey.split(' ');
+  const sizes = words.filter((w) => /^\d+(\.\d+)?[bm]$|^\d+x\d+b$/.test(w));
+  if (sizes.length === 0) return undefined;
+  const rest = words.filter((w) => !sizes.includes(w)).join(' ');
+  const sized = [...index.byKey.keys()].some((k) => {
+    const extra = k.split(' ').filter((w) => !rest.split(' ').includes(w));
+    return extra.length === 1 && /^\d+(\.\d+)?[bm]$|^\d+x\d+b$/.test(extra[0]!) && rest.split(' ').every((w) => k.split(' ').includes(w));
+  });
+  if (sized) return undefined;
+  return attempt(rest, index.byKey.get(rest), sig.date, 'normalized', `tokens without the size ${sizes.join(' ')}`);
+}
+
+/** Providers whose ids say "instruct"/"chat"/"it" for tuned models (and list base models beside them). */
+const EXPLICIT_INSTRUCT_PROVIDERS = new Set(['openrouter', 'together', 'fireworks', 'deepinfra', 'huggingface', 'replicate']);
+
+/**
+ * When a provider id names no version ("mistral-large-latest") but AA lists the family under
+ * several versions ("mistral-large-2"), the id does not say which one it is.
+ */
+function versionSiblings(index: MatcherIndex, key: string): string[] {
+  if (/\bv\d/.test(key)) return [];
+  const words = key.split(' ');
+  const siblings: string[] = [];
+  for (const [other, candidates] of index.byKey) {
+    const extra = other.split(' ').filter((w) => !words.includes(w));
+    if (extra.length === 1 && /^v\d/.test(extra[0]!) && words.every((w) => other.split(' ').includes(w))) siblings.push(...candidates.map((c) => c.entry.slug));
+  }
+  return siblings;
+}
+
+function matchByName(index: MatcherIndex, model: ProviderModel, sig: Signature, minScore: number): MatchDecision | undefined {
+  if (!model.name) return undefined;
+  const byName = signature(model.name.replace(/^[^:]{1,40}:\s*/, ''));
+  const named = byName.key ? index.byNameKey.get(byName.key) ?? index.byKey.get(byName.key) : undefined;
+  if (!named) return undefined;
+  const pick = pickSnapshot(named, byName.date ?? sig.date);
+  if (!pick.entry) return undefined;
+  return decide(pick.entry.slug, 'name', `display name tokens [${byName.key}] equal; ${pick.why}`, minScore);
+}
+
+function decide(slug: string, method: Exclude<MatchMethod, 'manual'>, reason: string, minScore: number): MatchDecision {
+  const score = METHOD_SCORES[method];
+  if (score < minScore) return { slug: null, method: null, score, reason: `${reason}; score ${score} below ${minScore}` };
+  return { slug, method, score, reason };
+}
