@@ -1,3 +1,4 @@
+import { bestModelBench } from './best-model.ts';
 import { calibrateBench } from './calibrate.ts';
 import { retagEnqueueBench } from './retag-enqueue.ts';
 import { retagBench } from './retag.ts';
@@ -7,6 +8,7 @@ const BENCHMARKS: Record<string, () => Promise<void>> = {
   retag: () => retagBench(),
   'retag-enqueue': () => retagEnqueueBench(),
   calibrate: () => calibrateBench(),
+  'best-model': () => bestModelBench(),
 };
 
 const wanted = process.argv.slice(2);

@@ -101,6 +101,7 @@ export function normalizeModelId(id: string): string {
 /** Splits "qwen2" → qwen 2, "4o" → 4 o, "o1" → o 1, keeping sizes ("70b", "8x7b") and versions ("3.1") whole. */
 function splitToken(token: string): string[] {
   if (/^\d+(\.\d+)?[bmk]$/.test(token) || /^\d+x\d+(\.\d+)?b$/.test(token) || /^\d+(\.\d+)+$/.test(token) || /^\d+e$/.test(token)) return [token];
+  if (/^(fp|bf|int)\d+$/.test(token)) return [token]; // a number format (fp8, bf16, int4), not a version
   return token.match(/[a-z]+|\d+(?:\.\d+)*/g) ?? [];
 }
 
@@ -180,8 +181,14 @@ export interface MatcherIndex {
   byKey: Map<string, Candidate[]>;
   byLooseKey: Map<string, Candidate[]>;
   byNameKey: Map<string, Candidate[]>;
+  /** A key less one version token → the AA slugs that have it with that version ("mistral large" → mistral-large-2). */
+  versioned: Map<string, string[]>;
+  /** Keys AA lists at some size once the size is removed ("llama v3.1" from "70b llama v3.1"). */
+  sized: Set<string>;
   aliases: Map<string, string | null>;
 }
+
+const SIZE = /^\d+(\.\d+)?[bm]$|^\d+x\d+b$/;
 
 function push<K, V>(map: Map<K, V[]>, key: K, value: V) {
   const list = map.get(key);
@@ -190,7 +197,15 @@ function push<K, V>(map: Map<K, V[]>, key: K, value: V) {
 }
 
 export function buildMatcherIndex(entries: AaEntry[], aliases: AliasTable = {}): MatcherIndex {
-  const index: MatcherIndex = { bySlug: new Map(), byKey: new Map(), byLooseKey: new Map(), byNameKey: new Map(), aliases: new Map() };
+  const index: MatcherIndex = {
+    bySlug: new Map(),
+    byKey: new Map(),
+    byLooseKey: new Map(),
+    byNameKey: new Map(),
+    versioned: new Map(),
+    sized: new Set(),
+    aliases: new Map(),
+  };
   for (const entry of entries) {
     index.bySlug.set(entry.slug.toLowerCase(), entry);
     const sig = signature(entry.slug);
@@ -198,6 +213,12 @@ export function buildMatcherIndex(entries: AaEntry[], aliases: AliasTable = {}):
     push(index.byLooseKey, sig.looseKey, { entry, date: sig.date, instruct: sig.instruct });
     const byName = signature(entry.name);
     push(index.byNameKey, byName.key, { entry, date: byName.date ?? sig.date, instruct: sig.instruct });
+    const words = sig.key.split(' ');
+    for (const w of words) {
+      const rest = words.filter((x) => x !== w).join(' ');
+      if (/^v\d/.test(w)) push(index.versioned, rest, entry.slug);
+      if (SIZE.test(w)) index.sized.add(rest);
+    }
   }
   for (const [from, to] of Object.entries(aliases)) index.aliases.set(from.toLowerCase(), to);
   return index;
@@ -276,14 +297,10 @@ function attemptWithoutSize(
   attempt: (key: string, c: Candidate[] | undefined, date: string | null, method: Exclude<MatchMethod, 'manual'>, what: string) => MatchDecision | undefined,
 ): MatchDecision | undefined {
   const words = sig.softKey.split(' ');
-  const sizes = words.filter((w) => /^\d+(\.\d+)?[bm]$|^\d+x\d+b$/.test(w));
+  const sizes = words.filter((w) => SIZE.test(w));
   if (sizes.length === 0) return undefined;
   const rest = words.filter((w) => !sizes.includes(w)).join(' ');
-  const sized = [...index.byKey.keys()].some((k) => {
-    const extra = k.split(' ').filter((w) => !rest.split(' ').includes(w));
-    return extra.length === 1 && /^\d+(\.\d+)?[bm]$|^\d+x\d+b$/.test(extra[0]!) && rest.split(' ').every((w) => k.split(' ').includes(w));
-  });
-  if (sized) return undefined;
+  if (index.sized.has(rest)) return undefined;
   return attempt(rest, index.byKey.get(rest), sig.date, 'normalized', `tokens without the size ${sizes.join(' ')}`);
 }
 
@@ -296,13 +313,7 @@ const EXPLICIT_INSTRUCT_PROVIDERS = new Set(['openrouter', 'together', 'firework
  */
 function versionSiblings(index: MatcherIndex, key: string): string[] {
   if (/\bv\d/.test(key)) return [];
-  const words = key.split(' ');
-  const siblings: string[] = [];
-  for (const [other, candidates] of index.byKey) {
-    const extra = other.split(' ').filter((w) => !words.includes(w));
-    if (extra.length === 1 && /^v\d/.test(extra[0]!) && words.every((w) => other.split(' ').includes(w))) siblings.push(...candidates.map((c) => c.entry.slug));
-  }
-  return siblings;
+  return index.versioned.get(key) ?? [];
 }
 
 function matchByName(index: MatcherIndex, model: ProviderModel, sig: Signature, minScore: number): MatchDecision | undefined {

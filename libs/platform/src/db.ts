@@ -18,8 +18,12 @@ export interface DatabaseHandle {
 pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value));
 
 export function createDatabase(url: string, options: { max: number; applicationName: string; role?: string; log?: Logger }): DatabaseHandle {
+  const role = options.role && options.role !== 'none' ? options.role : undefined;
   const pool = new pg.Pool({
     connectionString: url,
+    // Taken at login (a startup parameter), so no query ever runs without it; a role that does
+    // not exist fails the connection with Postgres' own message rather than running with more rights.
+    ...(role ? { options: `-c role=${role}` } : {}),
     max: options.max,
     application_name: options.applicationName,
     connectionTimeoutMillis: 10_000,
@@ -28,17 +32,6 @@ export function createDatabase(url: string, options: { max: number; applicationN
   });
   // An idle client losing its server emits here; without a listener it would crash the process.
   pool.on('error', (err) => options.log?.warn({ err }, 'idle Postgres connection failed'));
-  const role = options.role && options.role !== 'none' ? options.role : undefined;
-  if (role) {
-    // Queued before anything the caller sends, so every query runs with the role's rights only.
-    pool.on('connect', (client) => {
-      client.query(`SET ROLE ${pg.escapeIdentifier(role)}`).catch((err: unknown) => {
-        options.log?.error({ err, role }, 'cannot take the database role (DATABASE_ROLE); run the migrations, or set DATABASE_ROLE=none');
-        // Fail closed: without the role this connection would carry the login user's rights.
-        void client.end();
-      });
-    });
-  }
   const db = drizzle({ client: pool });
   return { pool, db, close: () => pool.end() };
 }
