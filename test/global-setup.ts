@@ -45,6 +45,9 @@ export default async function setup(project: TestProject) {
   await admin.connect();
   await admin.query(`CREATE DATABASE ${templateDatabase}`);
   await runMigrations(withDatabase(databaseUrl, templateDatabase));
+  // Tests look at what workers' sessions are doing (pg_stat_activity), which Caliber's role may
+  // not see by itself; granted here rather than to every installation.
+  await admin.query('GRANT pg_read_all_stats TO caliber_app').catch(() => {});
 
   project.provide('databaseUrl', databaseUrl);
   project.provide('redisUrl', redisUrl);

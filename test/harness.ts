@@ -141,10 +141,12 @@ export class Harness {
     const server = serve({ fetch: gateway.app.fetch, port: 0, hostname: '127.0.0.1' });
     await new Promise<void>((resolve) => server.once('listening', () => resolve()));
     const { port } = server.address() as AddressInfo;
-    const workers =
-      opts.workers === false || opts.workers === undefined
-        ? undefined
-        : await startWorkerProcess(platform, modules, { queues: opts.workers === true ? undefined : opts.workers, env });
+    let workers: RunningWorkers | undefined;
+    if (opts.workers !== false && opts.workers !== undefined) {
+      const started = startWorkerProcess(platform, modules, { queues: opts.workers === true ? undefined : opts.workers, env });
+      await started.schedulesRegistered;
+      workers = started.running;
+    }
     return new Harness(testEnv, platform, gateway, server, `http://127.0.0.1:${port}`, workers);
   }
 

@@ -1,4 +1,6 @@
 import { readFileSync } from 'node:fs';
+import { copyFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -14,7 +16,9 @@ const rows = JSON.parse(readFileSync(join(FIXTURES, 'working-version.json'), 'ut
 }[];
 const aa = JSON.parse(readFileSync(join(FIXTURES, 'aa-models.json'), 'utf8')).data as { slug: string; evaluations: Record<string, number | null> }[];
 
-const t = useHarness({ env: { AA_METRICS_FILE: join(FIXTURES, 'aa-models.json'), MAP_MODELS_CRON: '' }, workers: ['map-models'] });
+// A copy, so a test can change what "AA" answers on the next run.
+const AA_FILE = join(tmpdir(), `caliber-aa-${process.pid}-${Date.now()}.json`);
+const t = useHarness({ env: { AA_METRICS_FILE: AA_FILE, MAP_MODELS_CRON: '' }, workers: ['map-models'] });
 
 /** The discovery pipeline's connection: the login user, not Caliber's role. */
 async function asPipeline<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
@@ -28,6 +32,7 @@ async function asPipeline<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
 }
 
 beforeAll(async () => {
+  await copyFile(join(FIXTURES, 'aa-models.json'), AA_FILE);
   await asPipeline((c) =>
     c.query(
       `INSERT INTO working_version (inference_provider, model_id, human_readable_name)
@@ -84,6 +89,25 @@ describe('POST /admin/models/map', () => {
   });
 });
 
+describe('Artificial Analysis data changing between runs', () => {
+  it('follows a slug AA moved to another entry, and keeps one row per id and per slug', async () => {
+    const before = await t.h.query<{ model_name: string }>("SELECT model_name FROM model_aa_mapping WHERE aa_slug = 'deepseek-r1'");
+    expect(before.length).toBeGreaterThan(0);
+    const body = JSON.parse(readFileSync(join(FIXTURES, 'aa-models.json'), 'utf8'));
+    const r1 = body.data.find((e: { slug: string }) => e.slug === 'deepseek-r1');
+    // AA renames the old R1 entry and gives its slug to a new entry; it also lists one id twice.
+    r1.slug = 'deepseek-r1-0120';
+    body.data.push({ ...r1, id: 'new-r1-id', slug: 'deepseek-r1', name: "DeepSeek R1 (May '25)" }, { ...body.data[0] });
+    await writeFile(AA_FILE, JSON.stringify(body));
+    const res = await t.h.request('POST', '/admin/models/map?wait=true');
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    const rows = await t.h.query<{ slug: string; aa_id: string }>("SELECT slug, aa_id FROM aa_performance_metrics WHERE slug LIKE 'deepseek-r1%'");
+    expect(rows).toEqual(expect.arrayContaining([{ slug: 'deepseek-r1-0120', aa_id: r1.id }, { slug: 'deepseek-r1', aa_id: 'new-r1-id' }]));
+    await copyFile(join(FIXTURES, 'aa-models.json'), AA_FILE);
+    expect((await t.h.request('POST', '/admin/models/map?wait=true')).status).toBe(200);
+  });
+});
+
 describe('manual mappings', () => {
   it('are never overwritten by the matcher, and can be removed', async () => {
     const name = 'whisper-large-v3';
@@ -128,13 +152,16 @@ describe('GET /best-model', () => {
       if (provider) expect(res.body.provider).toBe(provider);
     }
     expect((await best('nobody')).status).toBe(404);
+    // A provider literally named "*" is not "every provider".
+    expect((await best('*')).status).toBe(404);
+    expect((await best()).status).toBe(200);
     expect((await best(undefined, 'vibes')).status).toBe(400);
   });
 
   it('is cached, and the cache is dropped when map-models finishes', async () => {
     const keys = bestModelCacheKeys(t.h.platform.config);
     await best('groq');
-    expect(await t.h.platform.redis.hget(keys.cache, 'groq|intelligence_index')).not.toBeNull();
+    expect(await t.h.platform.redis.hget(keys.cache, JSON.stringify(['groq', 'intelligence_index']))).not.toBeNull();
     expect(await t.h.platform.redis.ttl(keys.cache)).toBeGreaterThan(3600);
     await t.h.request('POST', '/admin/models/map?wait=true');
     await waitFor(async () => (await t.h.platform.redis.exists(keys.cache)) === 0, { what: 'cache invalidated by the outbox event' });

@@ -8,11 +8,12 @@ runMain(async () => {
   const queues = parseQueuesArg(process.argv.slice(2));
   const modules = [headCalibrationModule(), modelCatalogModule()];
   const platform = createPlatform(config, { name: `worker${queues ? `-${queues.join('+')}` : ''}` });
-  const running = await startWorkerProcess(platform, modules, { queues });
+  const { running, schedulesRegistered } = startWorkerProcess(platform, modules, { queues });
 
   onShutdownSignal(platform.log, async () => {
     const { forced } = await running.close(config.SHUTDOWN_TIMEOUT_MS);
     platform.log.info({ forced }, 'workers stopped');
     await platform.close();
   });
+  await schedulesRegistered;
 });

@@ -8,6 +8,7 @@ import {
   type DomainModule,
   type PlatformContext,
   type QueueName,
+  type RunningWorkers,
 } from '@caliber/platform';
 
 /** Parses `--queues a,b` (or `--queues=a,b`); undefined means every queue with a processor. */
@@ -23,12 +24,16 @@ export function parseQueuesArg(argv: string[]): QueueName[] | undefined {
   return names as QueueName[];
 }
 
-/** Starts the processors of the selected queues and registers every module's job schedulers. */
-export async function startWorkerProcess(
+/**
+ * Starts the processors of the selected queues, and registers every module's job schedulers in the
+ * background (`schedulesRegistered`): the caller can install its shutdown handler at once rather
+ * than after Redis round trips, so a SIGTERM in the first moments still shuts down gracefully.
+ */
+export function startWorkerProcess(
   platform: PlatformContext,
   modules: DomainModule[],
   opts: { queues?: QueueName[]; env?: Record<string, string | undefined>; relay?: boolean } = {},
-) {
+): { running: RunningWorkers; schedulesRegistered: Promise<void> } {
   const handlers = modules.flatMap((m) => m.jobs ?? []);
   const running = startWorkers(platform, handlers, {
     queues: opts.queues,
@@ -36,8 +41,8 @@ export async function startWorkerProcess(
     relay: opts.relay,
   });
   // Upserting is idempotent, so every worker process may do it at start.
-  await syncSchedules(platform.queues, modules.flatMap((m) => m.schedules?.(platform.config) ?? []), platform.log).catch((err: unknown) =>
-    platform.log.warn({ err }, 'could not register job schedulers now (Redis down?); they are registered at the next start'),
+  const schedulesRegistered = syncSchedules(platform.queues, modules.flatMap((m) => m.schedules?.(platform.config) ?? []), platform.log).catch(
+    (err: unknown) => platform.log.warn({ err }, 'could not register job schedulers now (Redis down?); they are registered at the next start'),
   );
-  return running;
+  return { running, schedulesRegistered };
 }

@@ -61,7 +61,8 @@ export class BestModelCache {
   ) {}
 
   async get(provider: string | undefined, metric: BestModelMetric): Promise<{ value: BestModel | null; cached: boolean }> {
-    const field = `${provider ?? '*'}|${metric}`;
+    // JSON, so no provider name can collide with "all providers" (null).
+    const field = JSON.stringify([provider ?? null, metric]);
     const k = keys(this.ctx.config);
     const hit = await this.ctx.redis.hget(k.cache, field);
     if (hit !== null) return { value: JSON.parse(hit) as BestModel | null, cached: true };

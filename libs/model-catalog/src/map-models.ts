@@ -24,7 +24,16 @@ export interface MapModelsResult {
  * Upserts AA entries keyed on AA's id: an entry whose slug changed keeps its row, and the
  * mappings pointing at it follow (the foreign key cascades the new slug).
  */
-async function upsertAaMetrics(tx: PlatformContext['db'], models: AaModel[]): Promise<void> {
+async function upsertAaMetrics(tx: PlatformContext['db'], loaded: AaModel[], log: JobContext['log']): Promise<void> {
+  // One row per AA id (the last wins) and per slug (the first wins), in id order so that two
+  // runs at once would lock rows in the same order.
+  const byId = new Map(loaded.map((m) => [m.id, m]));
+  const bySlug = new Map<string, AaModel>();
+  for (const m of byId.values()) {
+    if (bySlug.has(m.slug)) log.warn({ slug: m.slug, ids: [bySlug.get(m.slug)!.id, m.id] }, 'two AA entries share a slug; keeping the first');
+    else bySlug.set(m.slug, m);
+  }
+  const models = [...bySlug.values()].sort((a, b) => (a.id < b.id ? -1 : 1));
   if (models.length === 0) return;
   const rows = models.map((m) => ({
     slug: m.slug,
@@ -39,6 +48,12 @@ async function upsertAaMetrics(tx: PlatformContext['db'], models: AaModel[]): Pr
     output_tokens_per_second: m.median_output_tokens_per_second,
     time_to_first_token_seconds: m.median_time_to_first_token_seconds,
   }));
+  // A slug AA now gives to another id: the row holding it steps aside (its own new slug, if AA
+  // still lists it, arrives in the upsert below; mappings follow it through the cascade).
+  await tx.execute(sql`
+    UPDATE aa_performance_metrics a SET slug = '~' || a.aa_id
+      FROM jsonb_to_recordset(${JSON.stringify(rows.map((r) => ({ slug: r.slug, aa_id: r.aa_id })))}::jsonb) AS r(slug text, aa_id text)
+     WHERE a.slug = r.slug AND a.aa_id <> r.aa_id`);
   await tx.execute(sql`
     INSERT INTO aa_performance_metrics (slug, aa_id, name, creator, intelligence_index, coding_index, math_index, pricing, evaluations,
                                         output_tokens_per_second, time_to_first_token_seconds, updated_at)
@@ -78,8 +93,11 @@ export async function runMapModels(
   if (loaded.skipped.length > 0) job.log.warn({ skipped: loaded.skipped.slice(0, 10), count: loaded.skipped.length }, 'AA entries with an unexpected shape were skipped');
 
   return platform.db.transaction(async (tx) => {
-    await upsertAaMetrics(tx, loaded.models);
-    const entries = (await tx.execute<{ slug: string; name: string }>(sql`SELECT slug, name FROM aa_performance_metrics`)).rows;
+    // One run at a time: a second waits here and then works from the first one's results.
+    await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtext('caliber:map-models'))`);
+    await upsertAaMetrics(tx, loaded.models, job.log);
+    // Entries whose slug stepped aside and that AA no longer lists are not matched against.
+    const entries = (await tx.execute<{ slug: string; name: string }>(sql`SELECT slug, name FROM aa_performance_metrics WHERE slug NOT LIKE '~%'`)).rows;
     const index = buildMatcherIndex(entries, aliases);
 
     const models = (

@@ -19,7 +19,7 @@ export interface ProviderModel {
   name?: string | null;
 }
 
-export type MatchMethod = 'manual' | 'alias' | 'exact' | 'normalized' | 'name' | 'loose_version';
+export type MatchMethod = 'manual' | 'alias' | 'exact' | 'normalized' | 'name' | 'loose_version' | 'snapshot_family';
 
 export interface MatchDecision {
   slug: string | null;
@@ -38,6 +38,7 @@ export const METHOD_SCORES: Record<Exclude<MatchMethod, 'manual'>, number> = {
   normalized: 0.9,
   name: 0.85,
   loose_version: 0.8,
+  snapshot_family: 0.8,
 };
 
 /**
@@ -56,7 +57,12 @@ const INSTRUCT = new Set(['instruct', 'chat', 'it']);
  * Words a provider adds that AA leaves out, tried only when the full token set matches nothing:
  * Groq's "-preview"/"-specdec", Mistral's "open-" prefix, vendor words before a family name.
  */
-const SOFT = new Set(['preview', 'specdec', 'open', 'qwen', 'mistralai']);
+const SOFT = new Set(['open', 'qwen', 'mistralai']);
+
+/** Provider-only words of one provider: Groq marks models it is still trialling "-preview". */
+const PROVIDER_SOFT: Record<string, Set<string>> = {
+  groq: new Set(['preview', 'specdec']),
+};
 
 /** OpenRouter routing suffixes (`:free`); other suffixes (`:thinking`) name a variant and stay. */
 const ROUTING_SUFFIXES = /:(free|beta|extended|nitro|floor|online)$/;
@@ -86,6 +92,8 @@ export interface Signature {
   softKey: string;
   /** Says "instruct"/"chat"/"it". */
   instruct: boolean;
+  /** Carries a revision number (Google's -001/-002): one particular snapshot, date unknown. */
+  revision: boolean;
 }
 
 /** Lower-cased, provider prefixes and `:suffix` removed, separators unified. */
@@ -113,13 +121,21 @@ function dateInParentheses(text: string): string | null {
 }
 
 /**
- * A date's comparable form: YYMM when year and month are known (20240620, 2024-06-20, june-24,
- * dec-2024 all become 2406/2412); otherwise its digits as written (Mistral's 2407, Google's 03-25).
+ * A date's comparable form: YYMM when year and month are known (20240620, 2024-06-20, 08-2024,
+ * june-24, dec-2024 all read as YYMM); otherwise its digits as written (Google's 03-25).
  */
 function canonicalDate(parts: string[]): string {
   const joined = parts.join('');
-  if (/^20\d{6}$/.test(joined)) return joined.slice(2, 6);
+  if (/^20\d{6}$/.test(joined)) return joined.slice(2, 6); // YYYYMMDD
+  if (/^(0[1-9]|1[0-2])20\d{2}$/.test(joined)) return joined.slice(4, 6) + joined.slice(0, 2); // MM-YYYY
   return joined;
+}
+
+/** A 4-digit token is a date only if it reads as YYMM (2022–2029) or MMDD; 8192 or 4096 is a context size. */
+function isFourDigitDate(t: string): boolean {
+  const a = Number(t.slice(0, 2));
+  const b = Number(t.slice(2));
+  return (a >= 22 && a <= 29 && b >= 1 && b <= 12) || (a >= 1 && a <= 12 && b >= 1 && b <= 31);
 }
 
 /**
@@ -128,6 +144,7 @@ function canonicalDate(parts: string[]): string {
  */
 export function signature(text: string, provider?: string): Signature {
   const providerNeutral = PROVIDER_NEUTRAL[provider?.toLowerCase() ?? ''];
+  const providerSoft = PROVIDER_SOFT[provider?.toLowerCase() ?? ''];
   const parenDate = dateInParentheses(text);
   const s = normalizeModelId(text);
   const raw = s
@@ -141,6 +158,7 @@ export function signature(text: string, provider?: string): Signature {
   const dateParts: string[] = [];
   let monthDate: string | null = null;
   let instruct = false;
+  let revision = false;
   for (let i = 0; i < raw.length; i++) {
     const t = raw[i]!;
     const next = raw[i + 1] ?? '';
@@ -148,10 +166,12 @@ export function signature(text: string, provider?: string): Signature {
     if (month && /^\d{2}(\d{2})?$/.test(next)) {
       monthDate = `${next.slice(-2)}${month}`; // june-24, dec-2024 → YYMM
       i++;
-    } else if (/^\d{8}$/.test(t) || /^\d{4}$/.test(t) || /^0\d{1,2}$/.test(t) || (dateParts.length > 0 && /^\d{2}$/.test(t))) {
-      dateParts.push(t); // 20241022, 2407, 0924, 001, "03"-"25", "2024"-"08"-"06"
-    } else if (/^\d{5,}$/.test(t) || /^\d+e$/.test(t)) {
-      soft.push(t); // a context length (32768) or an expert count (16e)
+    } else if (/^0\d\d$/.test(t)) {
+      revision = true; // Google's -001/-002: a particular snapshot, not a date, not another model
+    } else if (/^20\d{6}$/.test(t) || (/^\d{4}$/.test(t) && (isFourDigitDate(t) || /^20\d\d$/.test(t))) || /^0\d$/.test(t) || (dateParts.length > 0 && /^\d{2}$/.test(t))) {
+      dateParts.push(t); // 20241022, 2407, 0613, "03"-"25", "2024"-"08"-"06", "08"-"2024"
+    } else if (/^\d{4,}$/.test(t) || /^\d+e$/.test(t)) {
+      soft.push(t); // a context length (8192, 32768) or an expert count (16e)
     } else if (/^\d{1,2}$/.test(t) && /^\d$/.test(next)) {
       words.push(`v${t}.${next}`); // "3" "1" → 3.1 (AA writes versions with dashes)
       i++;
@@ -164,16 +184,17 @@ export function signature(text: string, provider?: string): Signature {
     } else if (t === 'e' && /^\d+$/.test(raw[i - 1] ?? '')) {
       soft.push(t);
     } else if (!NEUTRAL.has(t) && !providerNeutral?.has(t)) {
-      (SOFT.has(t) ? soft : words).push(t);
+      (SOFT.has(t) || providerSoft?.has(t) ? soft : words).push(t);
     }
   }
   const key = [...new Set([...words, ...soft])].sort().join(' ');
   const softKey = [...new Set(words)].sort().join(' ');
   const date = dateParts.length > 0 ? canonicalDate(dateParts) : (monthDate ?? parenDate);
-  return { key, date, looseKey: key.replace(/\bv(\d+)\.(\d+)\b/g, 'v$1$2'), softKey, instruct };
+  return { key, date, looseKey: key.replace(/\bv(\d+)\.(\d+)\b/g, 'v$1$2'), softKey, instruct, revision };
 }
 
-type Candidate = { entry: AaEntry; date: string | null; instruct: boolean };
+/** An AA entry under one key: the date its slug carries, and the date its display name gives ("(Nov '24)"). */
+type Candidate = { entry: AaEntry; date: string | null; nameDate: string | null; instruct: boolean };
 
 export interface MatcherIndex {
   bySlug: Map<string, AaEntry>;
@@ -209,10 +230,11 @@ export function buildMatcherIndex(entries: AaEntry[], aliases: AliasTable = {}):
   for (const entry of entries) {
     index.bySlug.set(entry.slug.toLowerCase(), entry);
     const sig = signature(entry.slug);
-    push(index.byKey, sig.key, { entry, date: sig.date, instruct: sig.instruct });
-    push(index.byLooseKey, sig.looseKey, { entry, date: sig.date, instruct: sig.instruct });
     const byName = signature(entry.name);
-    push(index.byNameKey, byName.key, { entry, date: byName.date ?? sig.date, instruct: sig.instruct });
+    const candidate: Candidate = { entry, date: sig.date, nameDate: byName.date, instruct: sig.instruct };
+    push(index.byKey, sig.key, candidate);
+    push(index.byLooseKey, sig.looseKey, candidate);
+    push(index.byNameKey, byName.key, candidate);
     const words = sig.key.split(' ');
     for (const w of words) {
       const rest = words.filter((x) => x !== w).join(' ');
@@ -228,23 +250,23 @@ export function buildMatcherIndex(entries: AaEntry[], aliases: AliasTable = {}):
  * Picks among AA entries sharing a signature: the one with the provider's snapshot date, else the
  * undated one (the family's entry). Two candidates left is a tie nobody can break: no match.
  */
-function pickSnapshot(candidates: Candidate[], date: string | null): { entry?: AaEntry; why: string } {
+function pickSnapshot(candidates: Candidate[], date: string | null, revision = false): { entry?: AaEntry; why: string; familyOnly?: boolean } {
   const unique = [...new Map(candidates.map((c) => [c.entry.slug, c])).values()];
+  if (revision && !date && unique.length > 1) return { why: `a numbered revision, and AA lists several snapshots (${unique.map((c) => c.entry.slug).join(', ')})` };
   if (date) {
-    const same = unique.filter((c) => c.date === date);
+    // A snapshot maps to the AA entry of that date (in its slug or its name): AA benchmarks
+    // snapshots separately, and a later snapshot is often a different model (R1-0528, Medium 3).
+    const same = unique.filter((c) => c.date === date || c.nameDate === date);
     if (same.length === 1) return { entry: same[0]!.entry, why: `snapshot ${date}` };
+    // AA lists the model once and says nothing of its date: most likely the same model, but not
+    // known, so it maps with a lower score (MAPPING_MIN_SCORE above 0.8 refuses these).
+    const only = unique.length === 1 ? unique[0]! : undefined;
+    if (only && only.date === null && only.nameDate === null) return { entry: only.entry, why: `snapshot ${date}; AA lists the model once, undated`, familyOnly: true };
+    return { why: `snapshot ${date} is not among AA's entries (${unique.map((c) => c.entry.slug + (c.nameDate ? ` ${c.nameDate}` : '')).join(', ')})` };
   }
+  // No date: the model's current version, which AA lists under the slug without a date.
   const undated = unique.filter((c) => c.date === null);
-  const dated = unique.filter((c) => c.date !== null);
-  if (undated.length === 1) {
-    if (!date || dated.length === 0) return { entry: undated[0]!.entry, why: date ? `snapshot ${date} not listed; family entry` : 'undated entry' };
-    // AA tells this model's snapshots apart: the undated entry is the newest, so a snapshot it does
-    // not list is that one only if it is newer than every dated one (both dates read as YYMM).
-    const newer = /^\d{4}$/.test(date) && dated.every((c) => /^\d{4}$/.test(c.date!) && c.date! < date);
-    if (newer) return { entry: undated[0]!.entry, why: `snapshot ${date} is newer than the dated entries (${dated.map((c) => c.date).join(', ')}); family entry` };
-    return { why: `snapshot ${date} not listed, and AA lists other snapshots (${dated.map((c) => c.entry.slug).join(', ')})` };
-  }
-  if (unique.length === 1 && !date) return { entry: unique[0]!.entry, why: 'only entry' };
+  if (undated.length === 1) return { entry: undated[0]!.entry, why: unique.length > 1 ? 'the undated slug (current version)' : 'only entry' };
   return { why: `ambiguous between ${unique.map((c) => c.entry.slug).join(', ')}` };
 }
 
@@ -259,23 +281,26 @@ export function matchModel(index: MatcherIndex, model: ProviderModel, minScore =
       return decide(slug, 'alias', `alias table: "${key}"`, minScore);
     }
   }
-  const exact = index.bySlug.get(bare);
-  if (exact) return decide(exact.slug, 'exact', `"${bare}" is an AA slug`, minScore);
-
   const sig = signature(model.modelId, model.provider);
+  // Providers that list base and instruct models side by side say "instruct" when it is one.
+  const baseModel = EXPLICIT_INSTRUCT_PROVIDERS.has(model.provider.toLowerCase()) && !sig.instruct;
+  const exact = index.bySlug.get(bare);
+  if (exact) {
+    if (baseModel && signature(exact.slug).instruct) return { slug: null, method: null, score: 0, reason: `"${model.modelId}" is a base model; AA benchmarks the instruct one` };
+    return decide(exact.slug, 'exact', `"${bare}" is an AA slug`, minScore);
+  }
+
   const tokenAlias = index.aliases.get(`tokens:${sig.key}`) ?? index.aliases.get(`tokens:${sig.softKey}`);
   if (tokenAlias && index.bySlug.has(tokenAlias)) return decide(tokenAlias, 'alias', `alias table: tokens [${sig.key}]`, minScore);
   if (!sig.key) return { slug: null, method: null, score: 0, reason: 'no identifying tokens' };
-  // Providers that list base and instruct models side by side say "instruct" when it is one.
-  const saysInstructWhenItIs = EXPLICIT_INSTRUCT_PROVIDERS.has(model.provider.toLowerCase());
   const attempt = (key: string, candidates: Candidate[] | undefined, date: string | null, method: Exclude<MatchMethod, 'manual'>, what: string): MatchDecision | undefined => {
     if (!candidates) return undefined;
-    const usable = saysInstructWhenItIs && !sig.instruct ? candidates.filter((c) => !c.instruct) : candidates;
+    const usable = baseModel ? candidates.filter((c) => !c.instruct) : candidates;
     if (usable.length === 0) return { slug: null, method: null, score: 0, reason: `${what}, but AA benchmarks the instruct model and "${model.modelId}" is a base model` };
     const versions = versionSiblings(index, key);
     if (versions.length > 0) return { slug: null, method: null, score: 0, reason: `[${sig.key}] names no version, and AA lists ${versions.join(', ')}` };
-    const pick = pickSnapshot(usable, date);
-    if (pick.entry) return decide(pick.entry.slug, method, `${what} [${sig.key}] equal; ${pick.why}`, minScore);
+    const pick = pickSnapshot(usable, date, sig.revision);
+    if (pick.entry) return decide(pick.entry.slug, pick.familyOnly ? 'snapshot_family' : method, `${what} [${sig.key}] equal; ${pick.why}`, minScore);
     return { slug: null, method: null, score: 0, reason: `${what} [${sig.key}]: ${pick.why}` };
   };
   return (
@@ -283,7 +308,7 @@ export function matchModel(index: MatcherIndex, model: ProviderModel, minScore =
     attempt(sig.key, index.byLooseKey.get(sig.looseKey), sig.date, 'loose_version', 'tokens (versions without dots)') ??
     (sig.softKey !== sig.key ? attempt(sig.softKey, index.byKey.get(sig.softKey), sig.date, 'normalized', 'tokens without provider-only words') : undefined) ??
     attemptWithoutSize(index, sig, attempt) ??
-    matchByName(index, model, sig, minScore) ?? { slug: null, method: null, score: 0, reason: `no AA entry has tokens [${sig.key}]` }
+    matchByName(index, model, sig, baseModel, minScore) ?? { slug: null, method: null, score: 0, reason: `no AA entry has tokens [${sig.key}]` }
   );
 }
 
@@ -316,14 +341,15 @@ function versionSiblings(index: MatcherIndex, key: string): string[] {
   return index.versioned.get(key) ?? [];
 }
 
-function matchByName(index: MatcherIndex, model: ProviderModel, sig: Signature, minScore: number): MatchDecision | undefined {
+function matchByName(index: MatcherIndex, model: ProviderModel, sig: Signature, baseModel: boolean, minScore: number): MatchDecision | undefined {
   if (!model.name) return undefined;
-  const byName = signature(model.name.replace(/^[^:]{1,40}:\s*/, ''));
-  const named = byName.key ? index.byNameKey.get(byName.key) ?? index.byKey.get(byName.key) : undefined;
-  if (!named) return undefined;
-  const pick = pickSnapshot(named, byName.date ?? sig.date);
+  const byName = signature(model.name.replace(/^[^:]{1,40}:\s*/, ''), model.provider);
+  const found = byName.key ? index.byNameKey.get(byName.key) ?? index.byKey.get(byName.key) : undefined;
+  const named = found && (baseModel && !byName.instruct ? found.filter((c) => !c.instruct) : found);
+  if (!named || named.length === 0) return undefined;
+  const pick = pickSnapshot(named, byName.date ?? sig.date, sig.revision || byName.revision);
   if (!pick.entry) return undefined;
-  return decide(pick.entry.slug, 'name', `display name tokens [${byName.key}] equal; ${pick.why}`, minScore);
+  return decide(pick.entry.slug, pick.familyOnly ? 'snapshot_family' : 'name', `display name tokens [${byName.key}] equal; ${pick.why}`, minScore);
 }
 
 function decide(slug: string, method: Exclude<MatchMethod, 'manual'>, reason: string, minScore: number): MatchDecision {

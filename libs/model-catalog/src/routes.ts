@@ -1,6 +1,8 @@
 import {
   ApiError,
+  appendOutbox,
   createRouter,
+  outboxEvent,
   errorSchema,
   jobAccepted,
   jobAcceptedSchema,
@@ -12,7 +14,7 @@ import { createRoute, z } from '@hono/zod-openapi';
 import { sql } from 'drizzle-orm';
 import { BestModelCache, bestModelSchema, invalidateBestModelCache, METRICS } from './best-model.ts';
 import type { ModelCatalogConfig } from './config.ts';
-import { mapModelsJob } from './jobs.ts';
+import { invalidateBestModelJob, mapModelsJob } from './jobs.ts';
 
 const json = <T extends z.ZodType>(schema: T, description: string) => ({ description, content: { 'application/json': { schema } } });
 const errors = {
@@ -135,6 +137,8 @@ const bestRoute = createRoute({
 export function modelCatalogRoutes(ctx: GatewayContext, config: ModelCatalogConfig) {
   const app = createRouter();
   const cache = new BestModelCache(ctx, config);
+  // Answers change at once; if Redis fails here, the outbox event written with the change does it.
+  const invalidateNow = () => invalidateBestModelCache(ctx).catch((err: unknown) => ctx.log.warn({ err }, 'best-model cache not invalidated now; the outbox event will'));
 
   const loadMapping = async (name: string) =>
     (
@@ -160,19 +164,26 @@ export function modelCatalogRoutes(ctx: GatewayContext, config: ModelCatalogConf
     const { model, slug } = known.rows[0] as { model: boolean; slug: boolean };
     if (!model) throw new ApiError(404, 'not_found', `No model ${JSON.stringify(name)} in working_version`);
     if (!slug) throw new ApiError(404, 'not_found', `No Artificial Analysis entry with slug ${JSON.stringify(aa_slug)} (run map-models to load them)`);
-    await ctx.db.execute(sql`
-      INSERT INTO model_aa_mapping (model_name, aa_slug, method, score, manual, reason, updated_at)
-      VALUES (${name}, ${aa_slug}, 'manual', 1, true, 'set by hand', now())
-      ON CONFLICT (model_name) DO UPDATE SET aa_slug = excluded.aa_slug, method = 'manual', score = 1, manual = true, reason = 'set by hand', updated_at = now()`);
-    await invalidateBestModelCache(ctx);
+    await ctx.db.transaction(async (tx) => {
+      await tx.execute(sql`
+        INSERT INTO model_aa_mapping (model_name, aa_slug, method, score, manual, reason, updated_at)
+        VALUES (${name}, ${aa_slug}, 'manual', 1, true, 'set by hand', now())
+        ON CONFLICT (model_name) DO UPDATE SET aa_slug = excluded.aa_slug, method = 'manual', score = 1, manual = true, reason = 'set by hand', updated_at = now()`);
+      await appendOutbox(tx, [outboxEvent(invalidateBestModelJob, { reason: `mapping of ${name} set by hand` })]);
+    });
+    await invalidateNow();
     return c.json((await loadMapping(name))!, 200);
   });
 
   app.openapi(deleteRoute, async (c) => {
     const { name } = c.req.valid('param');
-    const deleted = await ctx.db.execute(sql`DELETE FROM model_aa_mapping WHERE model_name = ${name} RETURNING model_name`);
-    if (deleted.rows.length === 0) throw new ApiError(404, 'not_found', `No mapping for ${JSON.stringify(name)}`);
-    await invalidateBestModelCache(ctx);
+    const deleted = await ctx.db.transaction(async (tx) => {
+      const rows = (await tx.execute(sql`DELETE FROM model_aa_mapping WHERE model_name = ${name} RETURNING model_name`)).rows;
+      if (rows.length > 0) await appendOutbox(tx, [outboxEvent(invalidateBestModelJob, { reason: `mapping of ${name} removed` })]);
+      return rows;
+    });
+    if (deleted.length === 0) throw new ApiError(404, 'not_found', `No mapping for ${JSON.stringify(name)}`);
+    await invalidateNow();
     return c.json({ deleted: name }, 200);
   });
 
