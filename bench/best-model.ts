@@ -4,23 +4,15 @@ import { Agent, request } from 'node:http';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import pg from 'pg';
+import { drizzle } from 'drizzle-orm/node-postgres';
 import { bestModelCacheKeys } from '../libs/model-catalog/src/best-model.ts';
+import { parseAaResponse } from '../libs/model-catalog/src/aa-client.ts';
+import { upsertAaMetrics } from '../libs/model-catalog/src/map-models.ts';
+import { createLogger } from '../libs/platform/src/index.ts';
 import { loadAliases } from '../libs/model-catalog/src/aliases.ts';
 import { buildMatcherIndex, matchModel, type AaEntry, type ProviderModel } from '../libs/model-catalog/src/matcher.ts';
 import { freePort, freshDatabase, report, ROOT, startStack } from './lib.ts';
 
-interface AaFixture {
-  data: {
-    id: string;
-    slug: string;
-    name: string;
-    model_creator?: { name: string } | null;
-    evaluations?: Record<string, number | null> | null;
-    pricing?: Record<string, number> | null;
-    median_output_tokens_per_second?: number | null;
-    median_time_to_first_token_seconds?: number | null;
-  }[];
-}
 interface WorkingVersionFixture {
   inference_provider: string;
   model_id: string;
@@ -32,32 +24,9 @@ const fixture = <T>(name: string): T => JSON.parse(readFileSync(join(ROOT, 'test
 
 /** AA entries, provider models and their mappings from the test fixtures; returns the providers. */
 async function seedCatalog(db: pg.Client): Promise<string[]> {
-  const aa = fixture<AaFixture>('aa-models.json').data;
   const wv = fixture<WorkingVersionFixture[]>('working-version.json');
-  await db.query(
-    `INSERT INTO aa_performance_metrics (slug, aa_id, name, creator, intelligence_index, coding_index, math_index, pricing, evaluations,
-                                         output_tokens_per_second, time_to_first_token_seconds)
-     SELECT slug, aa_id, name, creator, intelligence_index, coding_index, math_index, pricing, evaluations, tps, ttft
-       FROM jsonb_to_recordset($1::jsonb) AS r(slug text, aa_id text, name text, creator text, intelligence_index float8,
-            coding_index float8, math_index float8, pricing jsonb, evaluations jsonb, tps float8, ttft float8)`,
-    [
-      JSON.stringify(
-        aa.map((m) => ({
-          slug: m.slug,
-          aa_id: m.id,
-          name: m.name,
-          creator: m.model_creator?.name ?? null,
-          intelligence_index: m.evaluations?.artificial_analysis_intelligence_index ?? null,
-          coding_index: m.evaluations?.artificial_analysis_coding_index ?? null,
-          math_index: m.evaluations?.artificial_analysis_math_index ?? null,
-          pricing: m.pricing ?? null,
-          evaluations: m.evaluations ?? null,
-          tps: m.median_output_tokens_per_second ?? null,
-          ttft: m.median_time_to_first_token_seconds ?? null,
-        })),
-      ),
-    ],
-  );
+  // Through the loader's own parsing and upsert, as map-models stores them.
+  await upsertAaMetrics(drizzle({ client: db }), parseAaResponse(fixture<unknown>('aa-models.json')).models, createLogger({ level: 'silent', name: 'bench' }));
   // The login connection owns working_version; the app role may only read it.
   await db.query(
     `INSERT INTO working_version (inference_provider, model_id, human_readable_name)

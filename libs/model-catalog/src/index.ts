@@ -10,7 +10,7 @@ export { invalidateBestModelJob, mapModelsJob } from './jobs.ts';
 export { buildMatcherIndex, matchModel, normalizeModelId, signature, type AaEntry, type AliasTable, type MatchDecision } from './matcher.ts';
 export { loadAliases } from './aliases.ts';
 export { loadAaModels, parseAaResponse, AaPermanentError } from './aa-client.ts';
-export { runMapModels, type MapModelsResult } from './map-models.ts';
+export { runMapModels, upsertAaMetrics, type MapModelsResult } from './map-models.ts';
 export { BestModelCache, bestModelCacheKeys, computeBestModel, invalidateBestModelCache } from './best-model.ts';
 
 /** Model catalog: AA benchmark data, provider-model mapping, best-model answers. */

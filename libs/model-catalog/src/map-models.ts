@@ -24,7 +24,7 @@ export interface MapModelsResult {
  * Upserts AA entries keyed on AA's id: an entry whose slug changed keeps its row, and the
  * mappings pointing at it follow (the foreign key cascades the new slug).
  */
-async function upsertAaMetrics(tx: PlatformContext['db'], loaded: AaModel[], log: JobContext['log']): Promise<void> {
+export async function upsertAaMetrics(tx: PlatformContext['db'], loaded: AaModel[], log: JobContext['log']): Promise<void> {
   // One row per AA id (the last wins) and per slug (the first wins), in id order so that two
   // runs at once would lock rows in the same order.
   const byId = new Map(loaded.map((m) => [m.id, m]));
