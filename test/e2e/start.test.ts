@@ -1,10 +1,18 @@
+import { readFileSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
+import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { libraryBatch, skewed } from '../fixtures.ts';
-import { createTestEnv, spawnService, waitFor, type ChildService, type TestEnv } from '../harness.ts';
+import { createTestEnv, ROOT, spawnService, waitFor, type ChildService, type TestEnv } from '../harness.ts';
+
+const AA_KEY = 'aa-e2e-secret-4242';
+/** Artificial Analysis as seen from outside: the real response shape, behind x-api-key. */
+let aaServer: Server;
+let aaUrl: string;
+const aaRequests: (string | undefined)[] = [];
 
 async function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -20,6 +28,14 @@ let env: TestEnv;
 let freshDatabaseUrl: string;
 
 beforeAll(async () => {
+  const body = readFileSync(join(ROOT, 'test/fixtures/model-catalog/aa-models.json'));
+  aaServer = createHttpServer((req, res) => {
+    aaRequests.push(req.headers['x-api-key'] as string | undefined);
+    if (req.headers['x-api-key'] !== AA_KEY) return res.writeHead(401).end('{"status":401}');
+    res.writeHead(200, { 'content-type': 'application/json' }).end(body);
+  });
+  await new Promise<void>((r) => aaServer.listen(0, '127.0.0.1', () => r()));
+  aaUrl = `http://127.0.0.1:${(aaServer.address() as { port: number }).port}/api/v2/data/llms/models`;
   env = await createTestEnv();
   // A database that does not exist yet: `start` must create and migrate it.
   const u = new URL(env.databaseUrl);
@@ -27,6 +43,7 @@ beforeAll(async () => {
   freshDatabaseUrl = u.toString();
 });
 afterAll(async () => {
+  await new Promise<void>((r) => aaServer.close(() => r()));
   const admin = new pg.Client({ connectionString: env.databaseUrl });
   await admin.connect();
   await admin.query(`DROP DATABASE IF EXISTS ${new URL(freshDatabaseUrl).pathname.slice(1)} WITH (FORCE)`);
@@ -54,8 +71,10 @@ describe('caliber start (npm start)', () => {
       NODE_ENV: 'production',
       DATABASE_URL: freshDatabaseUrl,
       PORT: String(port),
-      LOG_LEVEL: 'warn',
+      LOG_LEVEL: 'info',
       CALIBRATION_MIN_SAMPLES: '1000',
+      AA_API_URL: aaUrl,
+      AA_API_KEY: AA_KEY,
     });
     await waitFor(async () => (await fetch(`${base}/readyz`)).status === 200, { timeoutMs: 60_000, what: 'gateway ready' });
   });
@@ -85,6 +104,32 @@ describe('caliber start (npm start)', () => {
     expect(history.body.runs.map((r: { version: number }) => r.version)).toEqual([2, 1]);
     const files = await readdir(join(env.modelsDir, 'effnet', 'heads'));
     expect(files).toEqual(expect.arrayContaining(['mood_happy-calibration-v1.json', 'mood_happy-calibration-v2.json', 'mood_happy-calibration.json']));
+  });
+
+  it('maps the pipeline’s models from the Artificial Analysis API and answers best-model', async () => {
+    const rows = JSON.parse(readFileSync(join(ROOT, 'test/fixtures/model-catalog/working-version.json'), 'utf8')) as {
+      inference_provider: string;
+      model_id: string;
+      human_readable_name: string | null;
+    }[];
+    // The discovery pipeline writes working_version with its own login.
+    const pipeline = new pg.Client({ connectionString: freshDatabaseUrl });
+    await pipeline.connect();
+    await pipeline.query(
+      'INSERT INTO working_version (inference_provider, model_id, human_readable_name) SELECT * FROM unnest($1::text[], $2::text[], $3::text[])',
+      [rows.map((r) => r.inference_provider), rows.map((r) => r.model_id), rows.map((r) => r.human_readable_name)],
+    );
+    await pipeline.end();
+
+    const run = await call('POST', '/admin/models/map?wait=true');
+    expect(run.status, JSON.stringify(run.body)).toBe(200);
+    expect(run.body).toMatchObject({ source: 'api', total_models: new Set(rows.map((r) => r.model_id)).size });
+    expect(run.body.coverage).toBeGreaterThan(0.7);
+    expect(aaRequests.every((k) => k === AA_KEY)).toBe(true);
+    const best = await call('GET', '/best-model?provider=groq&metric=coding_index');
+    expect(best).toMatchObject({ status: 200, body: { provider: 'groq', metric: 'coding_index' } });
+    // The AA key never reaches the logs.
+    expect(app.output()).not.toContain(AA_KEY);
   });
 
   it('stops every process cleanly on Ctrl-C', async () => {
