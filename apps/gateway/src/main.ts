@@ -1,12 +1,13 @@
 import { serve } from '@hono/node-server';
 import { headCalibrationModule } from '@caliber/head-calibration';
 import { modelCatalogModule } from '@caliber/model-catalog';
+import { responseQualityModule } from '@caliber/response-quality';
 import { createPlatform, loadPlatformConfig, onShutdownSignal, redactUrl, runMain } from '@caliber/platform';
 import { createGateway } from './app.ts';
 
 runMain(async () => {
   const config = loadPlatformConfig();
-  const modules = [headCalibrationModule(), modelCatalogModule()];
+  const modules = [headCalibrationModule(), modelCatalogModule(), responseQualityModule()];
   const platform = createPlatform(config, { name: 'gateway' });
   const gateway = createGateway(platform, modules);
   const server = serve({ fetch: gateway.app.fetch, port: config.PORT });

@@ -1,12 +1,13 @@
 import { headCalibrationModule } from '@caliber/head-calibration';
 import { modelCatalogModule } from '@caliber/model-catalog';
+import { responseQualityModule } from '@caliber/response-quality';
 import { createPlatform, loadPlatformConfig, onShutdownSignal, runMain } from '@caliber/platform';
 import { parseQueuesArg, startWorkerProcess } from './worker.ts';
 
 runMain(async () => {
   const config = loadPlatformConfig();
   const queues = parseQueuesArg(process.argv.slice(2));
-  const modules = [headCalibrationModule(), modelCatalogModule()];
+  const modules = [headCalibrationModule(), modelCatalogModule(), responseQualityModule()];
   const platform = createPlatform(config, { name: `worker${queues ? `-${queues.join('+')}` : ''}` });
   const { running, schedulesRegistered } = startWorkerProcess(platform, modules, { queues });
 

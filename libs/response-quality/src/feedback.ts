@@ -1,0 +1,172 @@
+import { ApiError, type Database } from '@caliber/platform';
+import { z } from '@hono/zod-openapi';
+import { sql } from 'drizzle-orm';
+import { ERROR_CATEGORY_NAMES } from './taxonomy.ts';
+
+const id = (what: string) => z.string().min(1).max(200).openapi({ description: what });
+const comment = z.string().max(10_000).optional();
+const idempotencyKey = z.string().min(1).max(200).optional().openapi({ description: 'Sent again with the same key, the feedback is stored once' });
+
+const thumbs = z.object({ type: z.literal('thumbs'), thumbs_up: z.boolean(), comment, idempotency_key: idempotencyKey }).strict();
+const stars = z.object({ type: z.literal('stars'), stars: z.number().int().min(1).max(5), comment, idempotency_key: idempotencyKey }).strict();
+const full = z
+  .object({
+    type: z.literal('full'),
+    thumbs_up: z.boolean().optional(),
+    stars: z.number().int().min(1).max(5).optional(),
+    categories: z.array(z.enum(ERROR_CATEGORY_NAMES)).max(ERROR_CATEGORY_NAMES.length).default([]),
+    comment,
+    correction: z.string().max(1_000_000).optional().openapi({ description: 'What the response should have said' }),
+    idempotency_key: idempotencyKey,
+  })
+  .strict();
+
+/** Feedback without the response it is about (as sent inline with a response). */
+export const feedbackContentSchema = z.discriminatedUnion('type', [thumbs, stars, full]);
+export type FeedbackContent = z.infer<typeof feedbackContentSchema>;
+
+export const feedbackSchema = z
+  .discriminatedUnion('type', [
+    thumbs.extend({ response_id: id('The response this feedback is about') }),
+    stars.extend({ response_id: id('The response this feedback is about') }),
+    full.extend({ response_id: id('The response this feedback is about') }),
+  ])
+  .openapi('Feedback');
+export type Feedback = z.infer<typeof feedbackSchema>;
+
+export const responseSchema = z
+  .object({
+    response_id: id("The product's own id of the response"),
+    model_id: id('The model that produced it'),
+    query: z.string().max(1_000_000),
+    response: z.string().max(1_000_000),
+    timestamp: z
+      .union([z.iso.datetime({ offset: true }), z.number().int().nonnegative()])
+      .optional()
+      .openapi({ description: 'When it was shown (ISO-8601, or Unix ms); default now' }),
+    metadata: z.record(z.string(), z.unknown()).optional(),
+    feedback: feedbackContentSchema.optional(),
+  })
+  .strict()
+  .openapi('LlmResponse');
+export type LlmResponse = z.infer<typeof responseSchema>;
+
+/** One item, or `{"items":[…]}` of up to 10 000. */
+export function singleOrBatch<T extends z.ZodType>(item: T) {
+  return z.union([item, z.object({ items: z.array(item).min(1).max(10_000) }).strict()]);
+}
+
+/** Thumbs down, two stars or fewer, or any error category. */
+export function isNegative(f: FeedbackContent): boolean {
+  if (f.type === 'thumbs') return !f.thumbs_up;
+  if (f.type === 'stars') return f.stars <= 2;
+  return f.categories.length > 0 || f.thumbs_up === false || (f.stars !== undefined && f.stars <= 2);
+}
+
+function feedbackRow(responseRef: number, f: FeedbackContent) {
+  return {
+    response_ref: responseRef,
+    type: f.type,
+    thumbs_up: f.type === 'stars' ? null : (f.thumbs_up ?? null),
+    stars: f.type === 'thumbs' ? null : (f.stars ?? null),
+    categories: f.type === 'full' ? f.categories : [],
+    comment: f.comment ?? null,
+    correction: f.type === 'full' ? (f.correction ?? null) : null,
+    negative: isNegative(f),
+    idempotency_key: f.idempotency_key ?? null,
+  };
+}
+
+type FeedbackRow = ReturnType<typeof feedbackRow>;
+
+async function insertFeedback(tx: Pick<Database, 'execute'>, rows: FeedbackRow[]): Promise<number> {
+  if (rows.length === 0) return 0;
+  const inserted = await tx.execute(sql`
+    INSERT INTO response_feedback (response_ref, type, thumbs_up, stars, categories, comment, correction, negative, idempotency_key)
+    SELECT response_ref, type, thumbs_up, stars, ARRAY(SELECT jsonb_array_elements_text(categories)), comment, correction, negative, idempotency_key
+      FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS r(
+        response_ref bigint, type text, thumbs_up boolean, stars smallint, categories jsonb, comment text, correction text,
+        negative boolean, idempotency_key text)
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING id`);
+  return inserted.rows.length;
+}
+
+function duplicateKeys(items: { idempotency_key?: string }[]): string[] {
+  const seen = new Set<string>();
+  const dup = new Set<string>();
+  for (const i of items) {
+    if (!i.idempotency_key) continue;
+    if (seen.has(i.idempotency_key)) dup.add(i.idempotency_key);
+    seen.add(i.idempotency_key);
+  }
+  return [...dup];
+}
+
+/**
+ * Stores responses (and any feedback sent with them) in one transaction: one multi-row insert
+ * each. A response id already stored keeps its first version (`already_recorded`).
+ */
+export async function recordResponses(db: Database, items: LlmResponse[]): Promise<{ recorded: number; already_recorded: number; feedback: number }> {
+  const ids = items.map((r) => r.response_id);
+  if (new Set(ids).size !== ids.length) throw new ApiError(400, 'invalid_request', 'The same response_id appears twice in one request');
+  const withFeedback = items.filter((r) => r.feedback).map((r) => r.feedback!);
+  const repeated = duplicateKeys(withFeedback);
+  if (repeated.length > 0) throw new ApiError(400, 'invalid_request', `idempotency_key repeated in one request: ${repeated.slice(0, 5).join(', ')}`);
+  return db.transaction(async (tx) => {
+    const rows = items.map((r) => ({
+      response_id: r.response_id,
+      model_id: r.model_id,
+      query: r.query,
+      response: r.response,
+      responded_at: r.timestamp === undefined ? null : typeof r.timestamp === 'number' ? new Date(r.timestamp).toISOString() : r.timestamp,
+      metadata: r.metadata ?? {},
+    }));
+    const inserted = await tx.execute<{ id: number; response_id: string }>(sql`
+      INSERT INTO llm_responses (response_id, model_id, query, response, responded_at, metadata)
+      SELECT response_id, model_id, query, response, coalesce(responded_at, now()), metadata
+        FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
+             AS r(response_id text, model_id text, query text, response text, responded_at timestamptz, metadata jsonb)
+      ON CONFLICT (response_id) DO NOTHING
+      RETURNING id, response_id`);
+    let feedback = 0;
+    if (withFeedback.length > 0) {
+      const refs = await responseRefs(tx, items.filter((r) => r.feedback).map((r) => r.response_id));
+      feedback = await insertFeedback(
+        tx,
+        items.filter((r) => r.feedback).map((r) => feedbackRow(refs.get(r.response_id)!, r.feedback!)),
+      );
+    }
+    return { recorded: inserted.rows.length, already_recorded: items.length - inserted.rows.length, feedback };
+  });
+}
+
+async function responseRefs(tx: Pick<Database, 'execute'>, responseIds: string[]): Promise<Map<string, number>> {
+  const found = await tx.execute<{ id: number; response_id: string }>(
+    sql`SELECT id, response_id FROM llm_responses WHERE response_id = ANY(${sql.param([...new Set(responseIds)])}::text[])`,
+  );
+  return new Map(found.rows.map((r) => [r.response_id, r.id]));
+}
+
+/**
+ * Stores feedback, all or nothing: an unknown response id is a 404 naming it and nothing is
+ * written. Feedback whose idempotency key is already stored is skipped (`duplicates`).
+ */
+export async function recordFeedback(db: Database, items: Feedback[]): Promise<{ recorded: number; duplicates: number }> {
+  const repeated = duplicateKeys(items);
+  if (repeated.length > 0) throw new ApiError(400, 'invalid_request', `idempotency_key repeated in one request: ${repeated.slice(0, 5).join(', ')}`);
+  return db.transaction(async (tx) => {
+    const refs = await responseRefs(tx, items.map((f) => f.response_id));
+    const unknown = [...new Set(items.map((f) => f.response_id).filter((r) => !refs.has(r)))];
+    if (unknown.length > 0) {
+      throw new ApiError(404, 'not_found', `Unknown response_id: ${unknown.slice(0, 10).join(', ')}${unknown.length > 10 ? ` and ${unknown.length - 10} more` : ''}`, {
+        unknown_response_ids: unknown.slice(0, 100),
+      });
+    }
+    const recorded = await insertFeedback(
+      tx,
+      items.map(({ response_id, ...f }) => feedbackRow(refs.get(response_id)!, f as FeedbackContent)),
+    );
+    return { recorded, duplicates: items.length - recorded };
+  });
+}
