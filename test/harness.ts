@@ -13,7 +13,7 @@ import { createGateway, type Gateway } from '../apps/gateway/src/app.ts';
 import { startWorkerProcess } from '../apps/worker/src/worker.ts';
 import { headCalibrationModule, loadHeadCalibrationConfig } from '../libs/head-calibration/src/index.ts';
 import { loadModelCatalogConfig, modelCatalogModule } from '../libs/model-catalog/src/index.ts';
-import { responseQualityModule } from '../libs/response-quality/src/index.ts';
+import { loadResponseQualityConfig, responseQualityModule } from '../libs/response-quality/src/index.ts';
 import {
   createLogger,
   createPlatform,
@@ -114,7 +114,7 @@ export async function createTestEnv(extraEnv: Record<string, string> = {}): Prom
 }
 
 export function testModules(env: Record<string, string>): DomainModule[] {
-  return [headCalibrationModule(loadHeadCalibrationConfig(env)), modelCatalogModule(loadModelCatalogConfig(env)), responseQualityModule()];
+  return [headCalibrationModule(loadHeadCalibrationConfig(env)), modelCatalogModule(loadModelCatalogConfig(env)), responseQualityModule(loadResponseQualityConfig(env))];
 }
 
 type Json = Record<string, unknown> | unknown[];

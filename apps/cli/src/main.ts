@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { headCalibrationModule, importCalibrationBundle, InvalidBundleError, loadHeadCalibrationConfig, readBundleDir } from '@caliber/head-calibration';
 import { loadModelCatalogConfig, modelCatalogModule } from '@caliber/model-catalog';
-import { responseQualityModule } from '@caliber/response-quality';
+import { loadResponseQualityConfig, responseQualityModule } from '@caliber/response-quality';
 import { ConfigError, createDatabase, loadPlatformConfig, runMigrations, type QueueName } from '@caliber/platform';
 import { preflight, PreflightError } from './preflight.ts';
 import { DEFAULT_WORKER_GROUPS, localApiKey, ROOT, superviseProcesses, workerGroups } from './start.ts';
@@ -52,8 +52,13 @@ async function start(): Promise<number> {
     );
   }
   // Every setting is checked here, so a wrong value stops start-up before any process is launched.
-  const [config, heads, catalog] = loadAll(() => loadPlatformConfig(env), () => loadHeadCalibrationConfig(env), () => loadModelCatalogConfig(env));
-  const modules = [headCalibrationModule(heads), modelCatalogModule(catalog), responseQualityModule()];
+  const [config, heads, catalog, quality] = loadAll(
+    () => loadPlatformConfig(env),
+    () => loadHeadCalibrationConfig(env),
+    () => loadModelCatalogConfig(env),
+    () => loadResponseQualityConfig(env),
+  );
+  const modules = [headCalibrationModule(heads), modelCatalogModule(catalog), responseQualityModule(quality)];
 
   const { createdDatabase } = await preflight(config);
   if (createdDatabase) say(`created database ${new URL(config.DATABASE_URL).pathname.slice(1)}`);

@@ -1,6 +1,7 @@
 import { ApiError, type Database } from '@caliber/platform';
 import { z } from '@hono/zod-openapi';
 import { sql } from 'drizzle-orm';
+import { classifyComment } from './classifier.ts';
 import { ERROR_CATEGORY_NAMES } from './taxonomy.ts';
 
 const id = (what: string) => z.string().min(1).max(200).openapi({ description: what });
@@ -70,6 +71,7 @@ function feedbackRow(responseRef: number, f: FeedbackContent) {
     thumbs_up: f.type === 'stars' ? null : (f.thumbs_up ?? null),
     stars: f.type === 'thumbs' ? null : (f.stars ?? null),
     categories: f.type === 'full' ? f.categories : [],
+    comment_categories: classifyComment(f.comment),
     comment: f.comment ?? null,
     correction: f.type === 'full' ? (f.correction ?? null) : null,
     negative: isNegative(f),
@@ -82,11 +84,12 @@ type FeedbackRow = ReturnType<typeof feedbackRow>;
 async function insertFeedback(tx: Pick<Database, 'execute'>, rows: FeedbackRow[]): Promise<number> {
   if (rows.length === 0) return 0;
   const inserted = await tx.execute(sql`
-    INSERT INTO response_feedback (response_ref, type, thumbs_up, stars, categories, comment, correction, negative, idempotency_key)
-    SELECT response_ref, type, thumbs_up, stars, ARRAY(SELECT jsonb_array_elements_text(categories)), comment, correction, negative, idempotency_key
+    INSERT INTO response_feedback (response_ref, type, thumbs_up, stars, categories, comment_categories, comment, correction, negative, idempotency_key)
+    SELECT response_ref, type, thumbs_up, stars, ARRAY(SELECT jsonb_array_elements_text(categories)),
+           ARRAY(SELECT jsonb_array_elements_text(comment_categories)), comment, correction, negative, idempotency_key
       FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS r(
-        response_ref bigint, type text, thumbs_up boolean, stars smallint, categories jsonb, comment text, correction text,
-        negative boolean, idempotency_key text)
+        response_ref bigint, type text, thumbs_up boolean, stars smallint, categories jsonb, comment_categories jsonb, comment text,
+        correction text, negative boolean, idempotency_key text)
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING id`);
   return inserted.rows.length;

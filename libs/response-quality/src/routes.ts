@@ -1,4 +1,5 @@
-import { ApiError, createRouter, errorSchema, type GatewayContext } from '@caliber/platform';
+import { ApiError, createRouter, errorSchema, jobAccepted, jobAcceptedSchema, respondAfterWait, waitQuerySchema, type GatewayContext } from '@caliber/platform';
+import { analyzeErrorsJob } from './analyze-errors.ts';
 import { createRoute, z } from '@hono/zod-openapi';
 import { sql } from 'drizzle-orm';
 import { feedbackSchema, recordFeedback, recordResponses, responseSchema, singleOrBatch } from './feedback.ts';
@@ -188,6 +189,145 @@ export function responseQualityRoutes(ctx: GatewayContext) {
     const items = rows.rows.map(({ id: _id, responded_at, ...r }) => ({ ...r, timestamp: new Date(responded_at).toISOString() }));
     const last = rows.rows.at(-1);
     return c.json({ items, next_cursor: rows.rows.length === q.limit && last ? `${last.negative_feedback}.${last.id}` : null }, 200);
+  });
+
+  return app;
+}
+
+const IMPROVE = '/api/analytics/model-improvement';
+
+const patternsRoute = createRoute({
+  method: 'get',
+  path: `${IMPROVE}/error-patterns`,
+  tags: ['model improvement'],
+  summary: "Error categories per model from the latest analyze-errors run: count, share of the model's negative feedback, examples",
+  security: [{ bearer: [] }],
+  request: { query: z.object({ model_id: z.string().min(1).max(200).optional() }) },
+  responses: {
+    200: json(
+      z.object({
+        run_id: z.number().int().nullable(),
+        as_of: z.string().nullable(),
+        patterns: z.array(
+          z.object({
+            model_id: z.string(),
+            category: z.string(),
+            count: z.number().int(),
+            share: z.number(),
+            examples: z.array(z.object({ response_id: z.string(), comment: z.string().nullable() })),
+          }),
+        ),
+      }),
+      'Patterns (run_id null before the first run)',
+    ),
+    ...errors,
+  },
+});
+
+const trendsRoute = createRoute({
+  method: 'get',
+  path: `${IMPROVE}/error-trends`,
+  tags: ['model improvement'],
+  summary: 'Negative feedback per model, category and ISO week, with the change against the week before (latest run)',
+  security: [{ bearer: [] }],
+  request: { query: z.object({ model_id: z.string().min(1).max(200).optional(), weeks: z.coerce.number().int().min(1).max(104).optional().default(8) }) },
+  responses: {
+    200: json(
+      z.object({
+        run_id: z.number().int().nullable(),
+        trends: z.array(z.object({ model_id: z.string(), category: z.string(), week: z.string(), count: z.number().int(), change: z.number().int() })),
+      }),
+      'Trends',
+    ),
+    ...errors,
+  },
+});
+
+const suggestionsRoute = createRoute({
+  method: 'post',
+  path: `${IMPROVE}/improvement-suggestions`,
+  tags: ['model improvement'],
+  summary: 'Suggestions from the latest run: the pattern, its evidence and the action to take',
+  security: [{ bearer: [] }],
+  request: {
+    body: { required: false, content: { 'application/json': { schema: z.object({ model_id: z.string().min(1).max(200).optional() }).strict() } } },
+  },
+  responses: {
+    200: json(
+      z.object({
+        run_id: z.number().int().nullable(),
+        suggestions: z.array(
+          z.object({ model_id: z.string(), category: z.string(), share: z.number(), previous_share: z.number(), count: z.number().int(), evidence: z.string(), action: z.string() }),
+        ),
+      }),
+      'Suggestions',
+    ),
+    ...errors,
+  },
+});
+
+const analyzeRoute = createRoute({
+  method: 'post',
+  path: `${IMPROVE}/analyze`,
+  tags: ['model improvement'],
+  summary: 'Run analyze-errors now (it also runs Mondays 03:00, ANALYZE_ERRORS_CRON)',
+  security: [{ bearer: [] }],
+  request: { query: waitQuerySchema },
+  responses: {
+    200: json(z.object({}).passthrough(), 'The finished run (with ?wait=true)'),
+    202: json(jobAcceptedSchema, 'Run queued'),
+    422: json(errorSchema, 'The run could not be made'),
+    500: json(errorSchema, 'The run failed after all its retries'),
+    ...errors,
+  },
+});
+
+async function latestRun(ctx: GatewayContext): Promise<{ id: number; as_of: Date } | undefined> {
+  return (await ctx.db.execute<{ id: number; as_of: Date }>(sql`SELECT id, as_of FROM error_analysis_runs WHERE summary <> '{}' ORDER BY id DESC LIMIT 1`)).rows[0];
+}
+
+export function modelImprovementRoutes(ctx: GatewayContext) {
+  const app = createRouter();
+
+  app.openapi(patternsRoute, async (c) => {
+    const { model_id } = c.req.valid('query');
+    const run = await latestRun(ctx);
+    if (!run) return c.json({ run_id: null, as_of: null, patterns: [] }, 200);
+    const rows = await ctx.db.execute<{ model_id: string; category: string; count: number; share: number; examples: { response_id: string; comment: string | null }[] }>(sql`
+      SELECT model_id, category, count, share, examples FROM error_patterns
+       WHERE run_id = ${run.id} ${model_id ? sql`AND model_id = ${model_id}` : sql``}
+       ORDER BY model_id, count DESC, category`);
+    return c.json({ run_id: run.id, as_of: new Date(run.as_of).toISOString(), patterns: rows.rows.map((r) => ({ ...r, share: Number(r.share.toFixed(4)) })) }, 200);
+  });
+
+  app.openapi(trendsRoute, async (c) => {
+    const { model_id, weeks } = c.req.valid('query');
+    const run = await latestRun(ctx);
+    if (!run) return c.json({ run_id: null, trends: [] }, 200);
+    const rows = await ctx.db.execute<{ model_id: string; category: string; week: string; count: number; change: number }>(sql`
+      SELECT model_id, category, week, count, change FROM error_trends t
+       WHERE run_id = ${run.id} ${model_id ? sql`AND model_id = ${model_id}` : sql``}
+         AND week IN (SELECT DISTINCT week FROM error_trends WHERE run_id = ${run.id} ORDER BY week DESC LIMIT ${weeks})
+       ORDER BY model_id, category, week`);
+    return c.json({ run_id: run.id, trends: rows.rows }, 200);
+  });
+
+  app.openapi(suggestionsRoute, async (c) => {
+    const body = (c.req.valid('json') ?? {}) as { model_id?: string };
+    const run = await latestRun(ctx);
+    if (!run) return c.json({ run_id: null, suggestions: [] }, 200);
+    const rows = await ctx.db.execute<{ model_id: string; category: string; share: number; previous_share: number; count: number; evidence: string; action: string }>(sql`
+      SELECT model_id, category, share, previous_share, count, evidence, action FROM improvement_suggestions
+       WHERE run_id = ${run.id} ${body.model_id ? sql`AND model_id = ${body.model_id}` : sql``}
+       ORDER BY share DESC, model_id, category`);
+    return c.json({ run_id: run.id, suggestions: rows.rows }, 200);
+  });
+
+  app.openapi(analyzeRoute, async (c) => {
+    const { wait, timeout } = c.req.valid('query');
+    const job = await ctx.queues.enqueue(analyzeErrorsJob, { requested_by: 'api' });
+    if (!wait) return c.json(jobAccepted(job), 202);
+    return respondAfterWait(c, job, await ctx.waiter.waitForJob(job, timeout * 1000));
   });
 
   return app;

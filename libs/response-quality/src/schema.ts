@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { bigint, bigserial, boolean, index, jsonb, pgTable, smallint, text, timestamp } from 'drizzle-orm/pg-core';
+import { bigint, bigserial, boolean, doublePrecision, index, integer, jsonb, pgTable, serial, smallint, text, timestamp } from 'drizzle-orm/pg-core';
 
 /** An LLM response a product showed, identified by the product's own id. */
 export const llmResponses = pgTable(
@@ -33,6 +33,8 @@ export const responseFeedback = pgTable(
     thumbsUp: boolean('thumbs_up'),
     stars: smallint('stars'),
     categories: text('categories').array().notNull().default(sql`'{}'::text[]`),
+    /** Categories the comment classifier read out of `comment` when the feedback was stored. */
+    commentCategories: text('comment_categories').array().notNull().default(sql`'{}'::text[]`),
     comment: text('comment'),
     correction: text('correction'),
     negative: boolean('negative').notNull(),
@@ -40,4 +42,58 @@ export const responseFeedback = pgTable(
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
   },
   (t) => [index('response_feedback_response_idx').on(t.responseRef), index('response_feedback_created_idx').on(t.createdAt)],
+);
+
+/** One analyze-errors run: the window it looked at and what it found. */
+export const errorAnalysisRuns = pgTable('error_analysis_runs', {
+  id: serial('id').primaryKey(),
+  jobId: text('job_id').notNull().unique(),
+  asOf: timestamp('as_of', { withTimezone: true }).notNull(),
+  windowStart: timestamp('window_start', { withTimezone: true }).notNull(),
+  summary: jsonb('summary').notNull(),
+  createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+});
+
+/** Error categories per model over a run's window: count, share of the model's negative feedback, examples. */
+export const errorPatterns = pgTable(
+  'error_patterns',
+  {
+    runId: integer('run_id').notNull().references(() => errorAnalysisRuns.id, { onDelete: 'cascade' }),
+    modelId: text('model_id').notNull(),
+    category: text('category').notNull(),
+    count: integer('count').notNull(),
+    share: doublePrecision('share').notNull(),
+    examples: jsonb('examples').notNull(),
+  },
+  (t) => [index('error_patterns_run_model_idx').on(t.runId, t.modelId)],
+);
+
+/** Negative feedback per model, category and ISO week, with the change against the week before. */
+export const errorTrends = pgTable(
+  'error_trends',
+  {
+    runId: integer('run_id').notNull().references(() => errorAnalysisRuns.id, { onDelete: 'cascade' }),
+    modelId: text('model_id').notNull(),
+    category: text('category').notNull(),
+    week: text('week').notNull(),
+    count: integer('count').notNull(),
+    change: integer('change').notNull(),
+  },
+  (t) => [index('error_trends_run_model_idx').on(t.runId, t.modelId)],
+);
+
+/** What to do about a pattern that grew this week, with the evidence. */
+export const improvementSuggestions = pgTable(
+  'improvement_suggestions',
+  {
+    runId: integer('run_id').notNull().references(() => errorAnalysisRuns.id, { onDelete: 'cascade' }),
+    modelId: text('model_id').notNull(),
+    category: text('category').notNull(),
+    share: doublePrecision('share').notNull(),
+    previousShare: doublePrecision('previous_share').notNull(),
+    count: integer('count').notNull(),
+    evidence: text('evidence').notNull(),
+    action: text('action').notNull(),
+  },
+  (t) => [index('improvement_suggestions_run_model_idx').on(t.runId, t.modelId)],
 );
