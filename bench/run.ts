@@ -1,6 +1,7 @@
 import { bestModelBench } from './best-model.ts';
 import { calibrateBench } from './calibrate.ts';
 import { retagEnqueueBench } from './retag-enqueue.ts';
+import { analyzeErrorsBench, feedbackIngestBench } from './response-quality.ts';
 import { retagBench } from './retag.ts';
 
 /** `npm run bench` runs every benchmark; `npm run bench -- <name>` runs one. */
@@ -9,6 +10,8 @@ const BENCHMARKS: Record<string, () => Promise<void>> = {
   'retag-enqueue': () => retagEnqueueBench(),
   calibrate: () => calibrateBench(),
   'best-model': () => bestModelBench(),
+  'feedback-ingest': () => feedbackIngestBench(),
+  'analyze-errors': () => analyzeErrorsBench(),
 };
 
 const wanted = process.argv.slice(2);

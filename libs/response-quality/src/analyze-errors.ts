@@ -64,32 +64,40 @@ export async function runAnalyzeErrors(
       await tx.execute<{ id: number }>(sql`
         INSERT INTO error_analysis_runs (job_id, as_of, window_start, summary) VALUES (${job.jobKey}, ${asOf}, ${windowStart}, '{}') RETURNING id`)
     ).rows[0]!.id;
-    // Negative feedback of the window, one row per category it names (given or read from the comment).
-    const negative = sql`
-      SELECT r.model_id, c.category, f.id, f.created_at, f.comment, r.response_id
+    // Negative feedback of the window, read once into a temporary table: one row per category it
+    // names (given or read from the comment), or one row with no category.
+    await tx.execute(sql`
+      CREATE TEMP TABLE analysis_negative ON COMMIT DROP AS
+      SELECT r.model_id, c.category, f.id, f.created_at, f.comment, r.response_id,
+             to_char(f.created_at AT TIME ZONE ${tz}, 'IYYY-"W"IW') AS week
         FROM response_feedback f
         JOIN llm_responses r ON r.id = f.response_ref
-        CROSS JOIN LATERAL (SELECT DISTINCT unnest(f.categories || f.comment_categories) AS category) c
-       WHERE f.negative AND f.created_at >= ${windowStart} AND f.created_at < ${asOf}`;
-    const totals = sql`
-      SELECT r.model_id, count(*) AS n FROM response_feedback f JOIN llm_responses r ON r.id = f.response_ref
-       WHERE f.negative AND f.created_at >= ${windowStart} AND f.created_at < ${asOf} GROUP BY r.model_id`;
+        LEFT JOIN LATERAL (SELECT DISTINCT unnest(f.categories || f.comment_categories) AS category) c ON true
+       WHERE f.negative AND f.created_at >= ${windowStart} AND f.created_at < ${asOf}`);
+    await tx.execute(sql`ANALYZE analysis_negative`);
 
+    // Patterns: share of the model's negative feedback; examples are the latest three responses
+    // (one feedback each, those with a comment first).
     const patterns = await tx.execute(sql`
+      WITH totals AS (SELECT model_id, count(DISTINCT id) AS n FROM analysis_negative GROUP BY 1),
+      counted AS (SELECT model_id, category, count(*) AS n FROM analysis_negative WHERE category IS NOT NULL GROUP BY 1, 2),
+      per_response AS (
+        SELECT DISTINCT ON (model_id, category, response_id) model_id, category, response_id, comment, created_at
+          FROM analysis_negative WHERE category IS NOT NULL
+         ORDER BY model_id, category, response_id, comment IS NULL, created_at DESC),
+      ranked AS (
+        SELECT *, row_number() OVER (PARTITION BY model_id, category ORDER BY comment IS NULL, created_at DESC, response_id) AS rn FROM per_response),
+      examples AS (
+        SELECT model_id, category,
+               jsonb_agg(jsonb_build_object('response_id', response_id, 'comment', comment) ORDER BY rn) AS examples
+          FROM ranked WHERE rn <= 3 GROUP BY 1, 2)
       INSERT INTO error_patterns (run_id, model_id, category, count, share, examples)
-      SELECT ${runId}, n.model_id, n.category, count(*), count(*)::float8 / t.n,
-             (SELECT jsonb_agg(jsonb_build_object('response_id', e.response_id, 'comment', e.comment) ORDER BY e.created_at DESC, e.response_id)
-                FROM (SELECT * FROM (SELECT DISTINCT ON (x.response_id) x.response_id, x.comment, x.created_at FROM (${negative}) x
-                                      WHERE x.model_id = n.model_id AND x.category = n.category
-                                      ORDER BY x.response_id, x.comment IS NULL, x.created_at DESC) d
-                       ORDER BY d.created_at DESC, d.response_id LIMIT 3) e)
-        FROM (${negative}) n JOIN (${totals}) t USING (model_id)
-       GROUP BY n.model_id, n.category, t.n`);
+      SELECT ${runId}, c.model_id, c.category, c.n, c.n::float8 / t.n, e.examples
+        FROM counted c JOIN totals t USING (model_id) JOIN examples e USING (model_id, category)`);
 
     // ISO weeks of the window, every (model, category) seen, zero-filled, with the change on the week before.
     const trends = await tx.execute(sql`
-      WITH counts AS (
-        SELECT model_id, category, to_char(created_at AT TIME ZONE ${tz}, 'IYYY-"W"IW') AS week, count(*) AS n FROM (${negative}) x GROUP BY 1, 2, 3),
+      WITH counts AS (SELECT model_id, category, week, count(*) AS n FROM analysis_negative WHERE category IS NOT NULL GROUP BY 1, 2, 3),
       weeks AS (
         SELECT DISTINCT to_char(d AT TIME ZONE ${tz}, 'IYYY-"W"IW') AS week
           FROM generate_series(${windowStart}::timestamptz, ${asOf}::timestamptz - interval '1 microsecond', interval '1 day') AS d),
@@ -103,11 +111,7 @@ export async function runAnalyzeErrors(
     const weekStart = new Date(asOf.getTime() - 7 * 86_400_000);
     const prevStart = new Date(asOf.getTime() - 14 * 86_400_000);
     const shares = await tx.execute<{ model_id: string; category: ErrorCategory; count: number; share: number; previous_share: number }>(sql`
-      WITH x AS (
-        SELECT r.model_id, c.category, f.id, f.created_at >= ${weekStart} AS this_week
-          FROM response_feedback f JOIN llm_responses r ON r.id = f.response_ref
-          LEFT JOIN LATERAL (SELECT DISTINCT unnest(f.categories || f.comment_categories) AS category) c ON true
-         WHERE f.negative AND f.created_at >= ${prevStart} AND f.created_at < ${asOf}),
+      WITH x AS (SELECT model_id, category, id, created_at >= ${weekStart} AS this_week FROM analysis_negative WHERE created_at >= ${prevStart}),
       totals AS (SELECT model_id, count(DISTINCT id) FILTER (WHERE this_week) AS now_n, count(DISTINCT id) FILTER (WHERE NOT this_week) AS prev_n FROM x GROUP BY 1)
       SELECT x.model_id, x.category,
              count(DISTINCT x.id) FILTER (WHERE x.this_week)::int AS count,
@@ -132,7 +136,7 @@ export async function runAnalyzeErrors(
                AS r(model_id text, category text, share float8, previous_share float8, count int, evidence text, action text)`);
     }
 
-    const negativeFeedback = (await tx.execute<{ n: number }>(sql`SELECT coalesce(sum(n), 0)::int AS n FROM (${totals}) t`)).rows[0]!.n;
+    const negativeFeedback = (await tx.execute<{ n: number }>(sql`SELECT count(DISTINCT id)::int AS n FROM analysis_negative`)).rows[0]!.n;
     const summary: AnalyzeErrorsSummary = {
       run_id: runId,
       as_of: asOf.toISOString(),
