@@ -59,13 +59,23 @@ describe('analyze-errors over a week-over-week data set', () => {
     expect(outdated.examples).toHaveLength(3);
     expect(outdated.examples.every((e: { comment: string | null }) => e.comment !== null)).toBe(true);
 
-    const trends = (await t.h.request('GET', `${M}/error-trends?model_id=mistral-small&weeks=2`)).body.trends;
-    expect(trends).toEqual([
-      { model_id: 'mistral-small', category: 'incomplete', week: isoWeek(lastWeek), count: 8, change: 8 },
-      { model_id: 'mistral-small', category: 'incomplete', week: isoWeek(thisWeek), count: 3, change: -5 },
-      { model_id: 'mistral-small', category: 'outdated_information', week: isoWeek(lastWeek), count: 2, change: 2 },
-      { model_id: 'mistral-small', category: 'outdated_information', week: isoWeek(thisWeek), count: 7, change: 5 },
-    ]);
+    // The weeks from last week's reports to the week the run falls in (zero-filled where empty).
+    const weeks = [...new Set([isoWeek(lastWeek), isoWeek(thisWeek), isoWeek(new Date(run.body.as_of))])].sort();
+    const counts: Record<string, Record<string, number>> = {
+      incomplete: { [isoWeek(lastWeek)]: 8, [isoWeek(thisWeek)]: 3 },
+      outdated_information: { [isoWeek(lastWeek)]: 2, [isoWeek(thisWeek)]: 7 },
+    };
+    const expected = Object.entries(counts).flatMap(([category, byWeek]) =>
+      weeks.map((week, i) => ({
+        model_id: 'mistral-small',
+        category,
+        week,
+        count: byWeek[week] ?? 0,
+        change: (byWeek[week] ?? 0) - (i === 0 ? 0 : (byWeek[weeks[i - 1]!] ?? 0)),
+      })),
+    );
+    const trends = (await t.h.request('GET', `${M}/error-trends?model_id=mistral-small&weeks=${weeks.length}`)).body.trends;
+    expect(trends).toEqual(expected);
 
     const suggestions = (await t.h.request('POST', `${M}/improvement-suggestions`, { json: {} })).body.suggestions;
     expect(suggestions).toEqual([
@@ -80,6 +90,12 @@ describe('analyze-errors over a week-over-week data set', () => {
       },
     ]);
     expect((await t.h.request('POST', `${M}/improvement-suggestions`, { json: { model_id: 'gpt-4o' } })).body.suggestions).toEqual([]);
+  });
+
+  it("counts the week the run falls in, even when it has only just begun", async () => {
+    const run = await t.h.query('SELECT id, as_of FROM error_analysis_runs ORDER BY id DESC LIMIT 1');
+    const weeks = await t.h.query('SELECT DISTINCT week FROM error_trends WHERE run_id = $1 ORDER BY week DESC LIMIT 1', [run[0]!.id]);
+    expect(weeks[0]!.week).toBe(isoWeek(new Date(new Date(run[0]!.as_of).getTime() - 1)));
   });
 
   it('stores a run per job, queues the fine-tune check, and a run over the same data finds the same', async () => {

@@ -54,10 +54,10 @@ describe('recording responses and feedback', () => {
     ]);
     expect(rows[4]!.categories).toEqual(['outdated_information', 'incomplete']);
 
-    const withFeedback = await t.h.request('POST', `${R}/response`, {
-      json: response('r4', 'gpt-4o', { feedback: { type: 'full', categories: ['hallucination'], idempotency_key: 'fb-r4' } }),
-    });
-    expect(withFeedback.body).toMatchObject({ recorded: 1, feedback: 1 });
+    const withFeedback = response('r4', 'gpt-4o', { feedback: { type: 'full', categories: ['hallucination'] } });
+    expect((await t.h.request('POST', `${R}/response`, { json: withFeedback })).body).toMatchObject({ recorded: 1, feedback: 1 });
+    // Sent again (a client retrying): neither the response nor its feedback is stored twice.
+    expect((await t.h.request('POST', `${R}/response`, { json: withFeedback })).body).toMatchObject({ recorded: 0, already_recorded: 1, feedback: 0 });
   });
 
   it('stores feedback sent twice with the same idempotency key once', async () => {
@@ -78,6 +78,8 @@ describe('recording responses and feedback', () => {
     ['thumbs without a verdict', { response_id: 'r1', type: 'thumbs' }],
     ['an unknown field', { response_id: 'r1', type: 'stars', stars: 3, mood: 'meh' }],
     ['an empty batch', { items: [] }],
+    ['a repeated category', { response_id: 'r1', type: 'full', categories: ['formatting', 'formatting'] }],
+    ['a NUL character', { response_id: 'r1', type: 'thumbs', thumbs_up: false, comment: 'bad\u0000' }],
   ])('refuses feedback with %s: 400, nothing written', async (_what, body) => {
     const before = await counts();
     const res = await t.h.request('POST', `${R}/feedback`, { json: body });
@@ -102,6 +104,8 @@ describe('recording responses and feedback', () => {
       { response_id: 'x', query: 'q', response: 'a' },
       response('x', 'm', { timestamp: 'yesterday' }),
       { items: [response('y'), response('y')] },
+      response('z', 'm', { timestamp: 9e15 }),
+      response('z', 'm', { metadata: { note: 'a\u0000b' } }),
     ]) {
       expect((await t.h.request('POST', `${R}/response`, { json: body })).status).toBe(400);
     }
@@ -138,6 +142,7 @@ describe('quality reports', () => {
     const second = await t.h.request('GET', `${R}/problematic?limit=2&cursor=${first.body.next_cursor}`);
     expect(second.body.items.map((i: { response_id: string }) => i.response_id)).toEqual(['r4']);
     expect(second.body.next_cursor).toBeNull();
+    expect((await t.h.request('GET', `${R}/problematic?cursor=99999999999.1`)).status).toBe(400);
   });
 
   it('needs the admin key', async () => {

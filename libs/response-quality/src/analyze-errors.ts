@@ -99,8 +99,10 @@ export async function runAnalyzeErrors(
     const trends = await tx.execute(sql`
       WITH counts AS (SELECT model_id, category, week, count(*) AS n FROM analysis_negative WHERE category IS NOT NULL GROUP BY 1, 2, 3),
       weeks AS (
-        SELECT DISTINCT to_char(d AT TIME ZONE ${tz}, 'IYYY-"W"IW') AS week
-          FROM generate_series(${windowStart}::timestamptz, ${asOf}::timestamptz - interval '1 microsecond', interval '1 day') AS d),
+        -- Every ISO week the window touches, the one as_of falls in included (Monday 03:00 runs).
+        SELECT to_char(d, 'IYYY-"W"IW') AS week
+          FROM generate_series(date_trunc('week', ${windowStart}::timestamptz AT TIME ZONE ${tz}),
+                               date_trunc('week', (${asOf}::timestamptz - interval '1 microsecond') AT TIME ZONE ${tz}), interval '1 week') AS d),
       pairs AS (SELECT DISTINCT model_id, category FROM counts)
       INSERT INTO error_trends (run_id, model_id, category, week, count, change)
       SELECT ${runId}, p.model_id, p.category, w.week, coalesce(c.n, 0),

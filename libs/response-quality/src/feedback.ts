@@ -4,8 +4,11 @@ import { sql } from 'drizzle-orm';
 import { classifyComment } from './classifier.ts';
 import { ERROR_CATEGORY_NAMES } from './taxonomy.ts';
 
-const id = (what: string) => z.string().min(1).max(200).openapi({ description: what });
-const comment = z.string().max(10_000).optional();
+/** Postgres text and jsonb cannot hold NUL: refused here as bad input rather than failing at the database. */
+const noNul = (s: string) => !s.includes('\u0000');
+const text = (max: number) => z.string().max(max).refine(noNul, 'must not contain NUL characters');
+const id = (what: string) => z.string().min(1).max(200).refine(noNul, 'must not contain NUL characters').openapi({ description: what });
+const comment = text(10_000).optional();
 const idempotencyKey = z.string().min(1).max(200).optional().openapi({ description: 'Sent again with the same key, the feedback is stored once' });
 
 const thumbs = z.object({ type: z.literal('thumbs'), thumbs_up: z.boolean(), comment, idempotency_key: idempotencyKey }).strict();
@@ -15,9 +18,13 @@ const full = z
     type: z.literal('full'),
     thumbs_up: z.boolean().optional(),
     stars: z.number().int().min(1).max(5).optional(),
-    categories: z.array(z.enum(ERROR_CATEGORY_NAMES)).max(ERROR_CATEGORY_NAMES.length).default([]),
+    categories: z
+      .array(z.enum(ERROR_CATEGORY_NAMES))
+      .max(ERROR_CATEGORY_NAMES.length)
+      .refine((c) => new Set(c).size === c.length, 'categories must not repeat')
+      .default([]),
     comment,
-    correction: z.string().max(1_000_000).optional().openapi({ description: 'What the response should have said' }),
+    correction: text(1_000_000).optional().openapi({ description: 'What the response should have said' }),
     idempotency_key: idempotencyKey,
   })
   .strict();
@@ -39,13 +46,16 @@ export const responseSchema = z
   .object({
     response_id: id("The product's own id of the response"),
     model_id: id('The model that produced it'),
-    query: z.string().max(1_000_000),
-    response: z.string().max(1_000_000),
+    query: text(1_000_000),
+    response: text(1_000_000),
     timestamp: z
-      .union([z.iso.datetime({ offset: true }), z.number().int().nonnegative()])
+      .union([z.iso.datetime({ offset: true }), z.number().int().nonnegative().max(8.64e15)])
       .optional()
       .openapi({ description: 'When it was shown (ISO-8601, or Unix ms); default now' }),
-    metadata: z.record(z.string(), z.unknown()).optional(),
+    metadata: z
+      .record(z.string(), z.unknown())
+      .refine((m) => !JSON.stringify(m).includes('\\u0000'), 'must not contain NUL characters')
+      .optional(),
     feedback: feedbackContentSchema.optional(),
   })
   .strict()
@@ -132,14 +142,13 @@ export async function recordResponses(db: Database, items: LlmResponse[]): Promi
              AS r(response_id text, model_id text, query text, response text, responded_at timestamptz, metadata jsonb)
       ON CONFLICT (response_id) DO NOTHING
       RETURNING id, response_id`);
-    let feedback = 0;
-    if (withFeedback.length > 0) {
-      const refs = await responseRefs(tx, items.filter((r) => r.feedback).map((r) => r.response_id));
-      feedback = await insertFeedback(
-        tx,
-        items.filter((r) => r.feedback).map((r) => feedbackRow(refs.get(r.response_id)!, r.feedback!)),
-      );
-    }
+    // Feedback sent with a response is stored with it, once: a response sent again (a client
+    // retrying after a timeout) brings its feedback again, and that copy is not stored.
+    const fresh = new Map(inserted.rows.map((r) => [r.response_id, r.id]));
+    const feedback = await insertFeedback(
+      tx,
+      items.filter((r) => r.feedback && fresh.has(r.response_id)).map((r) => feedbackRow(fresh.get(r.response_id)!, r.feedback!)),
+    );
     return { recorded: inserted.rows.length, already_recorded: items.length - inserted.rows.length, feedback };
   });
 }

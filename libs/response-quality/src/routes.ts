@@ -82,7 +82,7 @@ const problematicRoute = createRoute({
     query: z.object({
       ...period,
       limit: z.coerce.number().int().min(1).max(500).optional().default(50),
-      cursor: z.string().regex(/^\d+\.\d+$/).optional().openapi({ description: 'next_cursor of the previous page' }),
+      cursor: z.string().regex(/^\d{1,9}\.\d{1,15}$/, 'not a cursor this route gave').optional().openapi({ description: 'next_cursor of the previous page' }),
     }),
   },
   responses: {
@@ -131,7 +131,7 @@ export function responseQualityRoutes(ctx: GatewayContext) {
 
   app.openapi(metricsRoute, async (c) => {
     const q = c.req.valid('query');
-    if (q.from && q.to && q.from >= q.to) throw new ApiError(400, 'invalid_request', '"from" must be before "to"');
+    if (q.from && q.to && Date.parse(q.from) >= Date.parse(q.to)) throw new ApiError(400, 'invalid_request', '"from" must be before "to"');
     const [totals, categories] = await Promise.all([
       ctx.db.execute<{ model_id: string; responses: number; feedback: number; positive_rate: number | null; avg_stars: number | null }>(sql`
         SELECT r.model_id, count(DISTINCT r.id)::int AS responses, count(f.id)::int AS feedback,
