@@ -1,5 +1,6 @@
 import {
   ApiError,
+  jsonContent,
   createRouter,
   errorBody,
   errorSchema,
@@ -22,10 +23,7 @@ import { ingestLibraryFiles, ingestRequestSchema, libraryFileSchema, loadLibrary
 import { enqueueRetagBacklog, retagStatus, retagStatusSchema } from './retag.ts';
 import { calibrationReferences, calibrationRuns } from './schema.ts';
 
-const json = <T extends z.ZodType>(schema: T, description: string) => ({
-  description,
-  content: { 'application/json': { schema } },
-});
+const json = jsonContent;
 const errors = {
   400: json(errorSchema, 'Invalid request; nothing was written'),
   401: json(errorSchema, 'Missing or wrong API key'),

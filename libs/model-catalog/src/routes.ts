@@ -1,5 +1,6 @@
 import {
   ApiError,
+  jsonContent,
   appendOutbox,
   createRouter,
   outboxEvent,
@@ -16,7 +17,7 @@ import { BestModelCache, bestModelSchema, invalidateBestModelCache, METRICS } fr
 import type { ModelCatalogConfig } from './config.ts';
 import { invalidateBestModelJob, mapModelsJob } from './jobs.ts';
 
-const json = <T extends z.ZodType>(schema: T, description: string) => ({ description, content: { 'application/json': { schema } } });
+const json = jsonContent;
 const errors = {
   400: json(errorSchema, 'Invalid request; nothing was written'),
   401: json(errorSchema, 'Missing or wrong API key'),

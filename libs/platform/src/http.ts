@@ -35,6 +35,11 @@ export const errorSchema = z
   })
   .openapi('Error');
 
+/** An OpenAPI response (or body) that is JSON of `schema`. */
+export function jsonContent<T extends z.ZodType>(schema: T, description: string) {
+  return { description, content: { 'application/json': { schema } } };
+}
+
 export function errorBody(code: string, message: string, extra?: Record<string, unknown>) {
   return { error: { code, message, ...extra } };
 }

@@ -1,11 +1,11 @@
-import { ApiError, createRouter, errorSchema, jobAccepted, jobAcceptedSchema, respondAfterWait, waitQuerySchema, type GatewayContext } from '@caliber/platform';
+import { ApiError, createRouter, jsonContent, errorSchema, jobAccepted, jobAcceptedSchema, respondAfterWait, waitQuerySchema, type GatewayContext } from '@caliber/platform';
 import { analyzeErrorsJob } from './analyze-errors.ts';
 import { createRoute, z } from '@hono/zod-openapi';
 import { sql } from 'drizzle-orm';
 import { feedbackSchema, recordFeedback, recordResponses, responseSchema, singleOrBatch } from './feedback.ts';
 import { ERROR_CATEGORIES } from './taxonomy.ts';
 
-const json = <T extends z.ZodType>(schema: T, description: string) => ({ description, content: { 'application/json': { schema } } });
+const json = jsonContent;
 const errors = {
   400: json(errorSchema, 'Invalid request; nothing was written'),
   401: json(errorSchema, 'Missing or wrong API key'),
