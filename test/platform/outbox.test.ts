@@ -99,6 +99,22 @@ describe('outbox relay', () => {
     }
   });
 
+  it('purges relayed rows past their retention, never pending ones', async () => {
+    const ids = (
+      await platform.pool.query<{ id: number }>(
+        `INSERT INTO outbox (queue, job_name, payload, relayed_at) VALUES
+           ('notify', 'old', '{}', now() - interval '8 days'), ('notify', 'recent', '{}', now() - interval '1 hour'),
+           ('notify', 'pending', '{}', NULL)
+         RETURNING id`,
+      )
+    ).rows.map((r) => r.id);
+    const purging = new OutboxRelay({ pool: platform.pool, queues: platform.queues, log: platform.log, pollMs: 60_000, retentionMs: 7 * 24 * 3600 * 1000 });
+    expect(await purging.purge()).toBeGreaterThanOrEqual(1);
+    const left = (await platform.pool.query<{ job_name: string }>('SELECT job_name FROM outbox WHERE id = ANY($1) ORDER BY id', [ids])).rows;
+    expect(left.map((r) => r.job_name)).toEqual(['recent', 'pending']);
+    await platform.pool.query('DELETE FROM outbox WHERE id = ANY($1)', [ids]);
+  });
+
   it('checks payloads against the job schema when the event is written', () => {
     expect(() => outboxEvent(pingJob, { n: 'one' as unknown as number })).toThrow(z.ZodError);
   });

@@ -77,6 +77,8 @@ export const platformEnvSchema = z
     WORKER_LOCK_DURATION_MS: envVar.int(30_000, 1_000),
     WORKER_STALLED_INTERVAL_MS: envVar.int(30_000, 500),
     OUTBOX_POLL_MS: envVar.int(1_000, 10),
+    /** Hours relayed outbox rows are kept before the relay deletes them. */
+    OUTBOX_RETENTION_HOURS: envVar.int(7 * 24, 1),
     TZ: z.string().default('UTC'),
   })
   .superRefine((env, ctx) => {

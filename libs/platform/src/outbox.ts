@@ -65,12 +65,45 @@ export class OutboxRelay {
       log: Logger;
       pollMs: number;
       batchSize?: number;
+      /** Relayed rows older than this are deleted (they only serve `?wait=true` follow-ups). */
+      retentionMs?: number;
     },
   ) {}
 
+  #lastPurge = 0;
+
+  /**
+   * Deletes rows relayed more than `retentionMs` ago, a bounded batch at a time; pending rows are
+   * never touched. Run from the poll timer at most once an hour.
+   */
+  async purge(): Promise<number> {
+    const retentionMs = this.opts.retentionMs ?? 7 * 24 * 3600 * 1000;
+    let deleted = 0;
+    for (;;) {
+      const { rowCount } = await this.opts.pool.query(
+        `DELETE FROM outbox WHERE id IN (
+           SELECT id FROM outbox WHERE relayed_at < now() - make_interval(secs => $1::float8 / 1000) ORDER BY id LIMIT 5000)`,
+        [retentionMs],
+      );
+      deleted += rowCount ?? 0;
+      if ((rowCount ?? 0) < 5000) break;
+    }
+    if (deleted > 0) this.opts.log.debug({ deleted }, 'purged relayed outbox rows');
+    return deleted;
+  }
+
+  #maybePurge(): void {
+    if (Date.now() - this.#lastPurge < 3_600_000) return;
+    this.#lastPurge = Date.now();
+    void this.purge().catch((err: unknown) => this.opts.log.warn({ err }, 'outbox purge failed; will try again'));
+  }
+
   start(): void {
     this.#stopped = false;
-    this.#timer = setInterval(() => void this.drain().catch(() => {}), this.opts.pollMs);
+    this.#timer = setInterval(() => {
+      void this.drain().catch(() => {});
+      this.#maybePurge();
+    }, this.opts.pollMs);
     void this.#listen();
     void this.drain().catch(() => {});
   }

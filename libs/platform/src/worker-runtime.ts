@@ -84,7 +84,13 @@ export function startWorkers(
   });
   ctx.log.info({ queues: selected.map((q) => `${q}×${concurrency[q]}`) }, 'workers started');
 
-  const relay = new OutboxRelay({ pool: ctx.pool, queues: ctx.queues, log: ctx.log, pollMs: ctx.config.OUTBOX_POLL_MS });
+  const relay = new OutboxRelay({
+    pool: ctx.pool,
+    queues: ctx.queues,
+    log: ctx.log,
+    pollMs: ctx.config.OUTBOX_POLL_MS,
+    retentionMs: ctx.config.OUTBOX_RETENTION_HOURS * 3_600_000,
+  });
   if (opts.relay !== false) relay.start();
 
   return {
