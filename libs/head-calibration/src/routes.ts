@@ -1,6 +1,7 @@
 import {
   ApiError,
   jsonContent,
+  standardErrors,
   createRouter,
   errorBody,
   errorSchema,
@@ -24,10 +25,7 @@ import { enqueueRetagBacklog, retagStatus, retagStatusSchema } from './retag.ts'
 import { calibrationReferences, calibrationRuns } from './schema.ts';
 
 const json = jsonContent;
-const errors = {
-  400: json(errorSchema, 'Invalid request; nothing was written'),
-  401: json(errorSchema, 'Missing or wrong API key'),
-} as const;
+const errors = standardErrors;
 const disabled = { 403: json(errorSchema, 'Calibration API disabled (CALIBRATE_HEADS=false)') } as const;
 
 const ingestRoute = createRoute({

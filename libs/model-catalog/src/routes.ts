@@ -5,9 +5,9 @@ import {
   createRouter,
   outboxEvent,
   errorSchema,
-  jobAccepted,
-  jobAcceptedSchema,
-  respondAfterWait,
+  jobRunResponses,
+  standardErrors,
+  startJob,
   waitQuerySchema,
   type GatewayContext,
 } from '@caliber/platform';
@@ -18,10 +18,7 @@ import type { ModelCatalogConfig } from './config.ts';
 import { invalidateBestModelJob, mapModelsJob } from './jobs.ts';
 
 const json = jsonContent;
-const errors = {
-  400: json(errorSchema, 'Invalid request; nothing was written'),
-  401: json(errorSchema, 'Missing or wrong API key'),
-} as const;
+const errors = standardErrors;
 
 const modelName = z.string().min(1).max(500).openapi({ description: 'working_version.model_id, URL-encoded (ids contain "/")' });
 
@@ -46,10 +43,7 @@ const mapRoute = createRoute({
   security: [{ bearer: [] }],
   request: { query: waitQuerySchema },
   responses: {
-    200: json(z.object({}).passthrough(), 'The finished run (with ?wait=true): counts and coverage'),
-    202: json(jobAcceptedSchema, 'Run queued'),
-    422: json(errorSchema, 'The run could not be made (e.g. AA key refused, no AA data configured)'),
-    500: json(errorSchema, 'The run failed after all its retries'),
+    ...jobRunResponses('The finished run: counts and coverage', 'The run could not be made (e.g. AA key refused, no AA data configured)'),
     ...errors,
   },
 });
@@ -149,12 +143,7 @@ export function modelCatalogRoutes(ctx: GatewayContext, config: ModelCatalogConf
           FROM model_aa_mapping m WHERE m.model_name = ${name}`)
     ).rows.map((r) => ({ ...r, updated_at: new Date(r.updated_at).toISOString() }))[0];
 
-  app.openapi(mapRoute, async (c) => {
-    const { wait, timeout } = c.req.valid('query');
-    const job = await ctx.queues.enqueue(mapModelsJob, { requested_by: 'api' });
-    if (!wait) return c.json(jobAccepted(job), 202);
-    return respondAfterWait(c, job, await ctx.waiter.waitForJob(job, timeout * 1000));
-  });
+  app.openapi(mapRoute, (c) => startJob(c, ctx, mapModelsJob, { requested_by: 'api' }, c.req.valid('query')));
 
   app.openapi(putRoute, async (c) => {
     const { name } = c.req.valid('param');

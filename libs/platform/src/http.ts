@@ -40,6 +40,12 @@ export function jsonContent<T extends z.ZodType>(schema: T, description: string)
   return { description, content: { 'application/json': { schema } } };
 }
 
+/** The error answers every authenticated route that validates its input documents. */
+export const standardErrors = {
+  400: jsonContent(errorSchema, 'Invalid request; nothing was written'),
+  401: jsonContent(errorSchema, 'Missing or wrong API key'),
+} as const;
+
 export function errorBody(code: string, message: string, extra?: Record<string, unknown>) {
   return { error: { code, message, ...extra } };
 }

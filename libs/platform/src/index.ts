@@ -8,13 +8,15 @@ export { createQueueProcessor, jobHandler, type JobContext, type JobHandler } fr
 export { concurrencyEnvName, loadQueueConcurrency, startWorkers, type RunningWorkers } from './worker-runtime.ts';
 export { describeSchedules, runScheduleNow, syncSchedules, type ScheduleDefinition } from './schedules.ts';
 export { createPlatform, type DomainModule, type GatewayContext, type PlatformContext } from './context.ts';
-export { ApiError, createRouter, errorBody, errorSchema, invalidRequest, jsonContent, onError, onNotFound, unavailableService, type AppEnv } from './http.ts';
+export { ApiError, createRouter, errorBody, errorSchema, invalidRequest, jsonContent, standardErrors, onError, onNotFound, unavailableService, type AppEnv } from './http.ts';
 export {
   assertQueueName,
   describeJob,
   jobAccepted,
   jobAcceptedSchema,
+  jobRunResponses,
   JobWaiter,
+  startJob,
   respondAfterWait,
   waitQuerySchema,
   type WaitOutcome,

@@ -4,9 +4,9 @@ import type { Context } from 'hono';
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { PlatformConfig } from './config.ts';
-import { ApiError, errorBody, type AppEnv } from './http.ts';
+import { ApiError, errorBody, errorSchema, jsonContent, type AppEnv } from './http.ts';
 import { outboxJobId } from './outbox.ts';
-import { isQueueName, queuePrefix, type QueueName, type Queues } from './queues.ts';
+import { isQueueName, queuePrefix, type JobDefinition, type QueueName, type Queues } from './queues.ts';
 import { delay } from './util.ts';
 
 export const waitQuerySchema = z.object({
@@ -137,6 +137,29 @@ export function respondAfterWait(c: Context<AppEnv>, job: Job, outcome: WaitOutc
     case 'timeout':
       return c.json({ ...jobAccepted(job), timed_out: true }, 202);
   }
+}
+
+/** OpenAPI responses of a route that starts a job and, with ?wait=true, answers with its result. */
+export function jobRunResponses(result: string, refused: string) {
+  return {
+    200: jsonContent(z.object({}).passthrough(), `${result} (with ?wait=true)`),
+    202: jsonContent(jobAcceptedSchema, 'Queued (or still running when ?timeout= ran out)'),
+    422: jsonContent(errorSchema, refused),
+    500: jsonContent(errorSchema, 'The job failed after all its retries'),
+  };
+}
+
+/** Queues a job; with ?wait=true answers its result (200), its failure (422/500) or, on timeout, 202. */
+export async function startJob<S extends z.ZodType>(
+  c: Context<AppEnv>,
+  ctx: { queues: Queues; waiter: JobWaiter },
+  def: JobDefinition<S>,
+  payload: z.input<S>,
+  query: { wait: boolean; timeout: number },
+) {
+  const job = await ctx.queues.enqueue(def, payload);
+  if (!query.wait) return c.json(jobAccepted(job), 202);
+  return respondAfterWait(c, job, await ctx.waiter.waitForJob(job, query.timeout * 1000));
 }
 
 export function assertQueueName(queue: string): QueueName {

@@ -1,4 +1,4 @@
-import { ApiError, createRouter, jsonContent, errorSchema, jobAccepted, jobAcceptedSchema, respondAfterWait, waitQuerySchema, type GatewayContext } from '@caliber/platform';
+import { ApiError, createRouter, errorSchema, jobRunResponses, jsonContent, standardErrors, startJob, waitQuerySchema, type GatewayContext } from '@caliber/platform';
 import { analyzeErrorsJob } from './analyze-errors.ts';
 import { createRoute, z } from '@hono/zod-openapi';
 import { sql } from 'drizzle-orm';
@@ -6,10 +6,7 @@ import { feedbackSchema, recordFeedback, recordResponses, responseSchema, single
 import { ERROR_CATEGORIES } from './taxonomy.ts';
 
 const json = jsonContent;
-const errors = {
-  400: json(errorSchema, 'Invalid request; nothing was written'),
-  401: json(errorSchema, 'Missing or wrong API key'),
-} as const;
+const errors = standardErrors;
 const PREFIX = '/api/analytics/response-quality';
 const taxonomy = Object.entries(ERROR_CATEGORIES)
   .map(([k, v]) => `\`${k}\` (${v})`)
@@ -273,13 +270,7 @@ const analyzeRoute = createRoute({
   summary: 'Run analyze-errors now (it also runs Mondays 03:00, ANALYZE_ERRORS_CRON)',
   security: [{ bearer: [] }],
   request: { query: waitQuerySchema },
-  responses: {
-    200: json(z.object({}).passthrough(), 'The finished run (with ?wait=true)'),
-    202: json(jobAcceptedSchema, 'Run queued'),
-    422: json(errorSchema, 'The run could not be made'),
-    500: json(errorSchema, 'The run failed after all its retries'),
-    ...errors,
-  },
+  responses: { ...jobRunResponses("The finished run's summary", 'The run could not be made'), ...errors },
 });
 
 async function latestRun(ctx: GatewayContext): Promise<{ id: number; as_of: Date } | undefined> {
@@ -323,12 +314,7 @@ export function modelImprovementRoutes(ctx: GatewayContext) {
     return c.json({ run_id: run.id, suggestions: rows.rows }, 200);
   });
 
-  app.openapi(analyzeRoute, async (c) => {
-    const { wait, timeout } = c.req.valid('query');
-    const job = await ctx.queues.enqueue(analyzeErrorsJob, { requested_by: 'api' });
-    if (!wait) return c.json(jobAccepted(job), 202);
-    return respondAfterWait(c, job, await ctx.waiter.waitForJob(job, timeout * 1000));
-  });
+  app.openapi(analyzeRoute, (c) => startJob(c, ctx, analyzeErrorsJob, { requested_by: 'api' }, c.req.valid('query')));
 
   return app;
 }
