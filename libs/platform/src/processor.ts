@@ -1,4 +1,4 @@
-import { UnrecoverableError, type Job, type Processor } from 'bullmq';
+import { DelayedError, UnrecoverableError, type Job, type Processor } from 'bullmq';
 import type { z } from 'zod';
 import type { PlatformContext } from './context.ts';
 import type { Logger } from './logger.ts';
@@ -12,6 +12,25 @@ export interface JobContext {
   log: Logger;
   /** `jobKey(job)`: the job's idempotency key, also recorded on the outbox events it writes. */
   jobKey: string;
+  /** The worker's lock token for this job, needed to move it (see `runAgainLater`). */
+  token?: string;
+  /** Aborted when the worker gives up on its active jobs (shutdown past SHUTDOWN_TIMEOUT_MS). */
+  signal?: AbortSignal;
+}
+
+/**
+ * Puts the job back in the delayed set for `ms` and ends this attempt without counting it as one:
+ * a job that follows something slow (a provider's training run) checks again later instead of
+ * holding a worker while it waits. Throws BullMQ's DelayedError; let it propagate.
+ */
+export async function runAgainLater(ctx: Pick<JobContext, 'job' | 'token'>, ms: number): Promise<never> {
+  if (!ctx.token) throw new Error('runAgainLater needs the worker token of the job');
+  await ctx.job.moveToDelayed(Date.now() + ms, ctx.token);
+  throw new DelayedError();
+}
+
+function isDelayed(err: unknown): boolean {
+  return err instanceof DelayedError || (err as Error | undefined)?.name === 'DelayedError';
 }
 
 export interface JobHandler<S extends z.ZodType = z.ZodType> {
@@ -44,25 +63,29 @@ export function createQueueProcessor(
   durations?: JobDurationRecorder,
 ): Processor {
   const byName = new Map(handlers.map((h) => [h.definition.name, h]));
-  return async (job) => {
+  // Three parameters, so BullMQ hands the processor an abort signal.
+  return async (job, token, signal) => {
     const log = platform.log.child({ queue, jobId: job.id, job: job.name, attempt: job.attemptsMade + 1 });
     const handler = byName.get(job.name);
     if (!handler) throw new UnrecoverableError(`No handler for job "${job.name}" on queue "${queue}"`);
     const parsed = handler.definition.schema.safeParse(job.data);
     if (!parsed.success) throw new UnrecoverableError(`Invalid payload: ${summarizeIssues(parsed.error.issues)}`);
     const started = performance.now();
-    let status: 'completed' | 'failed' = 'failed';
+    let status: 'completed' | 'failed' | 'delayed' = 'failed';
     try {
-      const result = await handler.handle(parsed.data, { job, platform, log, jobKey: jobKey(job) });
+      const result = await handler.handle(parsed.data, { job, platform, log, jobKey: jobKey(job), token, signal });
       status = 'completed';
       return result;
     } catch (err) {
-      log.warn({ err }, 'job attempt failed');
+      if (isDelayed(err)) {
+        status = 'delayed';
+        log.debug('job delayed until its next check');
+      } else log.warn({ err }, 'job attempt failed');
       throw err;
     } finally {
       const seconds = (performance.now() - started) / 1000;
       if (status === 'completed') log.info({ seconds: Number(seconds.toFixed(3)) }, 'job completed');
-      durations?.record(queue, status, seconds);
+      if (status !== 'delayed') durations?.record(queue, status, seconds);
     }
   };
 }

@@ -7,7 +7,10 @@ import { OutboxRelay } from './outbox.ts';
 import { createQueueProcessor, type JobHandler } from './processor.ts';
 import { jobKey } from './queues.ts';
 import { QUEUE_NAMES, queuePrefix, type QueueName } from './queues.ts';
-import { groupBy } from './util.ts';
+import { delay, groupBy } from './util.ts';
+
+/** How long aborted jobs get to hand themselves back before the worker is closed under them. */
+const ABORT_GRACE_MS = 5_000;
 
 /** Jobs one process runs at once per queue, unless `<QUEUE>_CONCURRENCY` says otherwise. */
 const DEFAULT_CONCURRENCY: Record<QueueName, number> = {
@@ -16,7 +19,8 @@ const DEFAULT_CONCURRENCY: Record<QueueName, number> = {
   'retag-file': 2,
   'map-models': 1,
   'analyze-errors': 1,
-  'fine-tune': 2,
+  // A training command holds its job (and slot) until it exits; polling a provider takes a moment.
+  'fine-tune': 8,
   'update-reference': 4,
   notify: 8,
 };
@@ -107,8 +111,12 @@ export function startWorkers(
       const outcome = await Promise.race([graceful, timeout]);
       clearTimeout(timer);
       if (outcome === 'timeout') {
-        // Their locks lapse and any worker's stall check puts the jobs back in the wait list.
-        ctx.log.warn({ timeoutMs }, 'active jobs did not finish in time; releasing them');
+        // Jobs that listen to their abort signal (a training command) stop and hand themselves
+        // back at once; the rest are released: their locks lapse and any worker's stall check
+        // puts them back in the wait list.
+        ctx.log.warn({ timeoutMs }, 'active jobs did not finish in time; aborting and releasing them');
+        for (const w of workers) w.cancelAllJobs('shutdown');
+        await Promise.race([graceful, delay(ABORT_GRACE_MS)]);
         await Promise.allSettled(workers.map((w) => w.close(true)));
       }
       await durations.close();
