@@ -14,6 +14,7 @@ import { startWorkerProcess } from '../apps/worker/src/worker.ts';
 import { headCalibrationModule, loadHeadCalibrationConfig } from '../libs/head-calibration/src/index.ts';
 import { loadModelCatalogConfig, modelCatalogModule } from '../libs/model-catalog/src/index.ts';
 import { loadResponseQualityConfig, responseQualityModule } from '../libs/response-quality/src/index.ts';
+import { fineTuningModule, loadFineTuningConfig } from '../libs/fine-tuning/src/index.ts';
 import {
   createLogger,
   createPlatform,
@@ -114,7 +115,12 @@ export async function createTestEnv(extraEnv: Record<string, string> = {}): Prom
 }
 
 export function testModules(env: Record<string, string>): DomainModule[] {
-  return [headCalibrationModule(loadHeadCalibrationConfig(env)), modelCatalogModule(loadModelCatalogConfig(env)), responseQualityModule(loadResponseQualityConfig(env))];
+  return [
+    headCalibrationModule(loadHeadCalibrationConfig(env)),
+    modelCatalogModule(loadModelCatalogConfig(env)),
+    responseQualityModule(loadResponseQualityConfig(env)),
+    fineTuningModule(loadFineTuningConfig(env)),
+  ];
 }
 
 type Json = Record<string, unknown> | unknown[];

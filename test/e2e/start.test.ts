@@ -5,7 +5,10 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { libraryBatch, skewed } from '../fixtures.ts';
+import { ProviderStandIn } from '../fine-tuning/provider-stand-in.ts';
 import { createTestEnv, ROOT, spawnService, waitFor, type ChildService, type TestEnv } from '../harness.ts';
 
 const AA_KEY = 'aa-e2e-secret-4242';
@@ -26,6 +29,8 @@ async function freePort(): Promise<number> {
 
 let env: TestEnv;
 let freshDatabaseUrl: string;
+/** A fine-tuning provider as seen from outside: the OpenAI files and fine-tuning API. */
+const provider = new ProviderStandIn('sk-e2e-fine-tune-secret-77');
 
 beforeAll(async () => {
   const body = readFileSync(join(ROOT, 'test/fixtures/model-catalog/aa-models.json'));
@@ -35,6 +40,7 @@ beforeAll(async () => {
     res.writeHead(200, { 'content-type': 'application/json' }).end(body);
   });
   await new Promise<void>((r) => aaServer.listen(0, '127.0.0.1', () => r()));
+  await provider.start();
   aaUrl = `http://127.0.0.1:${(aaServer.address() as { port: number }).port}/api/v2/data/llms/models`;
   env = await createTestEnv();
   // A database that does not exist yet: `start` must create and migrate it.
@@ -44,6 +50,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await new Promise<void>((r) => aaServer.close(() => r()));
+  await provider.stop();
   const admin = new pg.Client({ connectionString: env.databaseUrl });
   await admin.connect();
   await admin.query(`DROP DATABASE IF EXISTS ${new URL(freshDatabaseUrl).pathname.slice(1)} WITH (FORCE)`);
@@ -75,6 +82,13 @@ describe('caliber start (npm start)', () => {
       CALIBRATION_MIN_SAMPLES: '1000',
       AA_API_URL: aaUrl,
       AA_API_KEY: AA_KEY,
+      AUTO_FINE_TUNE: 'true',
+      FINE_TUNE_ACCOUNT: 'e2e-team',
+      FINE_TUNE_BASE_URL: provider.url,
+      FINE_TUNE_API_KEY: provider.apiKey,
+      FINE_TUNE_POLL_MS: '100',
+      FINE_TUNE_MIN_CORRECTIONS: '20',
+      FINE_TUNE_DATA_DIR: mkdtempSync(join(tmpdir(), 'caliber-e2e-ft-')),
     });
     await waitFor(async () => (await fetch(`${base}/readyz`)).status === 200, { timeoutMs: 60_000, what: 'gateway ready' });
   });
@@ -85,7 +99,7 @@ describe('caliber start (npm start)', () => {
   it('created and migrated the database, and says what it started', () => {
     expect(app.output()).toMatch(/created database caliber_t_\w+_fresh/);
     expect(app.output()).toMatch(/migrations applied/);
-    expect(app.output()).toMatch(/starting gateway on :\d+ and 3 worker process\(es\): calibrate,update-reference \| retag-file \| map-models,analyze-errors/);
+    expect(app.output()).toMatch(/starting gateway on :\d+ and 3 worker process\(es\): calibrate,update-reference \| retag-file \| map-models,analyze-errors,fine-tune$/m);
   });
 
   it('runs the seed’s development workflow over HTTP', async () => {
@@ -130,6 +144,31 @@ describe('caliber start (npm start)', () => {
     expect(best).toMatchObject({ status: 200, body: { provider: 'groq', metric: 'coding_index' } });
     // The AA key never reaches the logs.
     expect(app.output()).not.toContain(AA_KEY);
+  });
+
+  it('turns corrected feedback into a fine-tuned model: analyze-errors, an automatic job, the provider', async () => {
+    const items = Array.from({ length: 24 }, (_, i) => ({
+      response_id: `e2e-${i}`,
+      model_id: 'helpdesk',
+      query: `How do I reset password ${i}?`,
+      response: 'Call us.',
+      feedback: { type: 'full', categories: ['incomplete'], correction: `Open Settings → Security → Reset (${i}).` },
+    }));
+    expect((await call('POST', '/api/analytics/response-quality/response', { items })).status).toBe(201);
+    expect((await call('POST', '/admin/credits/e2e-team/grant', { amount: 300 })).status).toBe(201);
+    const run = await call('POST', '/api/analytics/model-improvement/analyze?wait=true');
+    expect(run.status, JSON.stringify(run.body)).toBe(200);
+
+    const job = await waitFor(async () => {
+      const [j] = (await call('GET', '/api/analytics/model-improvement/fine-tuning/jobs?model_id=helpdesk')).body.items;
+      return j?.status === 'succeeded' ? j : undefined;
+    }, { what: 'the automatic fine-tuning job to succeed', timeoutMs: 30_000 });
+    expect(job).toMatchObject({ trigger: 'auto', analysis_run_id: run.body.run_id, dataset_rows: 22, validation_rows: 2, credits: 'charged' });
+    expect(job.fine_tuned_model).toMatch(/^ft:helpdesk:caliber::/);
+    expect((await call('GET', job.queue_job.status)).body).toMatchObject({ state: 'completed', result: { status: 'succeeded' } });
+    expect((await call('GET', '/admin/credits/e2e-team')).body).toMatchObject({ balance: 200, reserved: 0 });
+    expect(provider.requests.every((r) => r.authorization === `Bearer ${provider.apiKey}`)).toBe(true);
+    expect(app.output()).not.toContain(provider.apiKey);
   });
 
   it('stops every process cleanly on Ctrl-C', async () => {

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { headCalibrationModule, importCalibrationBundle, InvalidBundleError, loadHeadCalibrationConfig, readBundleDir } from '@caliber/head-calibration';
 import { loadModelCatalogConfig, modelCatalogModule } from '@caliber/model-catalog';
+import { fineTuningModule, loadFineTuningConfig } from '@caliber/fine-tuning';
 import { loadResponseQualityConfig, responseQualityModule } from '@caliber/response-quality';
 import { ConfigError, createDatabase, loadPlatformConfig, runMigrations, type QueueName } from '@caliber/platform';
 import { preflight, PreflightError } from './preflight.ts';
@@ -52,13 +53,14 @@ async function start(): Promise<number> {
     );
   }
   // Every setting is checked here, so a wrong value stops start-up before any process is launched.
-  const [config, heads, catalog, quality] = loadAll(
+  const [config, heads, catalog, quality, fineTuning] = loadAll(
     () => loadPlatformConfig(env),
     () => loadHeadCalibrationConfig(env),
     () => loadModelCatalogConfig(env),
     () => loadResponseQualityConfig(env),
+    () => loadFineTuningConfig(env),
   );
-  const modules = [headCalibrationModule(heads), modelCatalogModule(catalog), responseQualityModule(quality)];
+  const modules = [headCalibrationModule(heads), modelCatalogModule(catalog), responseQualityModule(quality), fineTuningModule(fineTuning)];
 
   const { createdDatabase } = await preflight(config);
   if (createdDatabase) say(`created database ${new URL(config.DATABASE_URL).pathname.slice(1)}`);

@@ -1,13 +1,14 @@
 import { serve } from '@hono/node-server';
 import { headCalibrationModule } from '@caliber/head-calibration';
 import { modelCatalogModule } from '@caliber/model-catalog';
+import { fineTuningModule } from '@caliber/fine-tuning';
 import { responseQualityModule } from '@caliber/response-quality';
 import { createPlatform, loadPlatformConfig, onShutdownSignal, redactUrl, runMain } from '@caliber/platform';
 import { createGateway } from './app.ts';
 
 runMain(async () => {
   const config = loadPlatformConfig();
-  const modules = [headCalibrationModule(), modelCatalogModule(), responseQualityModule()];
+  const modules = [headCalibrationModule(), modelCatalogModule(), responseQualityModule(), fineTuningModule()];
   const platform = createPlatform(config, { name: 'gateway' });
   const gateway = createGateway(platform, modules);
   const server = serve({ fetch: gateway.app.fetch, port: config.PORT });

@@ -1,5 +1,6 @@
 import { headCalibrationModule } from '@caliber/head-calibration';
 import { modelCatalogModule } from '@caliber/model-catalog';
+import { fineTuningModule } from '@caliber/fine-tuning';
 import { responseQualityModule } from '@caliber/response-quality';
 import { createPlatform, loadPlatformConfig, onShutdownSignal, runMain } from '@caliber/platform';
 import { parseQueuesArg, startWorkerProcess } from './worker.ts';
@@ -7,7 +8,7 @@ import { parseQueuesArg, startWorkerProcess } from './worker.ts';
 runMain(async () => {
   const config = loadPlatformConfig();
   const queues = parseQueuesArg(process.argv.slice(2));
-  const modules = [headCalibrationModule(), modelCatalogModule(), responseQualityModule()];
+  const modules = [headCalibrationModule(), modelCatalogModule(), responseQualityModule(), fineTuningModule()];
   const platform = createPlatform(config, { name: `worker${queues ? `-${queues.join('+')}` : ''}` });
   const { running, schedulesRegistered } = startWorkerProcess(platform, modules, { queues });
 

@@ -41,7 +41,14 @@ export const responseFeedback = pgTable(
     idempotencyKey: text('idempotency_key').unique(),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
   },
-  (t) => [index('response_feedback_response_idx').on(t.responseRef), index('response_feedback_created_idx').on(t.createdAt)],
+  (t) => [
+    index('response_feedback_response_idx').on(t.responseRef),
+    index('response_feedback_created_idx').on(t.createdAt),
+    // Fine-tuning datasets and criteria read the corrected responses, a small part of all feedback.
+    index('response_feedback_corrections_idx')
+      .on(t.responseRef)
+      .where(sql`${t.correction} IS NOT NULL`),
+  ],
 );
 
 /** One analyze-errors run: the window it looked at and what it found. */
