@@ -1,5 +1,6 @@
 import { bestModelBench } from './best-model.ts';
 import { calibrateBench } from './calibrate.ts';
+import { fineTuneDatasetBench } from './fine-tuning.ts';
 import { retagEnqueueBench } from './retag-enqueue.ts';
 import { analyzeErrorsBench, feedbackIngestBench } from './response-quality.ts';
 import { retagBench } from './retag.ts';
@@ -12,6 +13,7 @@ const BENCHMARKS: Record<string, () => Promise<void>> = {
   'best-model': () => bestModelBench(),
   'feedback-ingest': () => feedbackIngestBench(),
   'analyze-errors': () => analyzeErrorsBench(),
+  'fine-tune-dataset': () => fineTuneDatasetBench(),
 };
 
 const wanted = process.argv.slice(2);

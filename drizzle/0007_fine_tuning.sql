@@ -50,6 +50,9 @@ CREATE TABLE "fine_tuning_jobs" (
 	"error" text,
 	"queue_job_id" text,
 	"cancel_requested_at" timestamp with time zone,
+	"cancel_sent_at" timestamp with time zone,
+	"output_offset" bigint DEFAULT 0 NOT NULL,
+	"output_lines" integer DEFAULT 0 NOT NULL,
 	"poll_failures" integer DEFAULT 0 NOT NULL,
 	"runs" integer DEFAULT 0 NOT NULL,
 	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
@@ -60,6 +63,8 @@ CREATE TABLE "fine_tuning_jobs" (
 	"finished_at" timestamp with time zone
 );
 --> statement-breakpoint
+ALTER TABLE "llm_responses" ADD COLUMN "query_key" text GENERATED ALWAYS AS (md5(btrim(regexp_replace(query, '\s+', ' ', 'g')))) STORED NOT NULL;--> statement-breakpoint
+ALTER TABLE "response_feedback" ADD COLUMN "correction_key" text GENERATED ALWAYS AS (md5(btrim(regexp_replace(correction, '\s+', ' ', 'g')))) STORED;--> statement-breakpoint
 ALTER TABLE "credit_ledger" ADD CONSTRAINT "credit_ledger_account_id_credit_accounts_id_fk" FOREIGN KEY ("account_id") REFERENCES "public"."credit_accounts"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "credit_ledger" ADD CONSTRAINT "credit_ledger_job_id_fine_tuning_jobs_id_fk" FOREIGN KEY ("job_id") REFERENCES "public"."fine_tuning_jobs"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "fine_tuning_job_events" ADD CONSTRAINT "fine_tuning_job_events_job_id_fine_tuning_jobs_id_fk" FOREIGN KEY ("job_id") REFERENCES "public"."fine_tuning_jobs"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint

@@ -56,7 +56,7 @@ describe('the model improvement loop: feedback → analyze-errors → automatic 
     expect(no.body.should_fine_tune).toBe(false);
     expect(no.body.reasons).toEqual([
       '3 corrected problematic responses since the last successful fine-tune (20 needed)',
-      '3 training examples after removing duplicates (10 needed)',
+      '3 examples after removing duplicates (10 needed)',
       'account "nobody" has 0 credits (100 needed); it has never been granted any',
     ]);
   });
@@ -67,7 +67,7 @@ describe('the model improvement loop: feedback → analyze-errors → automatic 
     const check = await checkResult(t.h, run.body.run_id);
     expect(check.result.created).toHaveLength(1);
     expect(check.result.created[0].model_id).toBe('support-bot');
-    expect(check.result.skipped).toEqual([{ model_id: 'other-bot', reasons: expect.arrayContaining(['3 training examples after removing duplicates (10 needed)']) }]);
+    expect(check.result.skipped).toEqual([{ model_id: 'other-bot', reasons: expect.arrayContaining(['3 examples after removing duplicates (10 needed)']) }]);
 
     const jobId = check.result.created[0].job_id;
     const job = await waitFor(async () => {

@@ -1,9 +1,10 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { commandProvider } from '../../libs/fine-tuning/src/providers/command.ts';
 import { useHarness, waitFor, type Harness } from '../harness.ts';
-import { alive, createJob, FT, grant, jobWhen, ledgerKinds, scriptPids, seedCorrections, TRAIN_SCRIPT } from './seed.ts';
+import { alive, createJob, FT, grant, jobWhen, ledgerKinds, letGo, scriptPids, seedCorrections, TRAIN_SCRIPT } from './seed.ts';
 
 const events = async (h: Harness, id: string) =>
   (await h.request('GET', `${FT}/jobs/${id}/events?limit=1000`)).body.items.map((e: { kind: string; message: string }) => `${e.kind}: ${e.message}`) as string[];
@@ -16,7 +17,7 @@ describe('fine-tuning with a training command', () => {
       FINE_TUNE_PROVIDER: 'command',
       FINE_TUNE_COMMAND: `sh ${TRAIN_SCRIPT}`,
       FINE_TUNE_DATA_DIR: dataDir,
-      FINE_TUNE_CANCEL_CHECK_MS: '50',
+      FINE_TUNE_COMMAND_POLL_MS: '50',
       FINE_TUNE_KILL_GRACE_MS: '2000',
       FINE_TUNE_LOG_MAX_LINES: '20',
       FINE_TUNE_RECONCILE_CRON: '',
@@ -62,7 +63,8 @@ describe('fine-tuning with a training command', () => {
     expect(res.body.job).toMatchObject({ status: 'succeeded', fine_tuned_model: 'local/noisy-llama-run1' });
     const log = await events(t.h, job.id);
     expect(log.filter((l) => l.startsWith('output: '))).toHaveLength(20);
-    expect(log).toContain('info: 24 more output lines not kept (FINE_TUNE_LOG_MAX_LINES=20)');
+    expect(log).toContain("info: output past 20 lines is not copied here (FINE_TUNE_LOG_MAX_LINES); the whole of it is in the run's log file");
+    expect(readFileSync(join(dataDir, job.id, 'output', 'run-1.log'), 'utf8').trim().split('\n')).toHaveLength(44);
   });
 
   it('stops the whole process group on cancel, and refunds the job', async () => {
@@ -80,5 +82,24 @@ describe('fine-tuning with a training command', () => {
     expect(alive(pid!)).toBe(false);
     expect(alive(groupLeader)).toBe(false);
     expect((await t.h.request('GET', '/admin/credits/lab')).body).toMatchObject({ balance: 800, reserved: 0 });
+  });
+
+  it('takes over the command an earlier attempt started but did not record, instead of starting a second', async () => {
+    const job = await createJob(t.h, { model_id: 'local-bot', account_id: 'lab', base_model: 'wait-adopt' });
+    // An attempt that started run 1 and died before writing it down.
+    const spare = join(dataDir, 'spare-train.jsonl');
+    writeFileSync(spare, '{"messages":[]}\n');
+    const provider = commandProvider({ FINE_TUNE_COMMAND: `sh ${TRAIN_SCRIPT}`, FINE_TUNE_KILL_GRACE_MS: 2000, FINE_TUNE_COMMAND_POLL_MS: 50, FINE_TUNE_DATA_DIR: dataDir });
+    const pjob = { id: job.id, modelId: 'local-bot', baseModel: 'wait-adopt', providerJobId: null, providerTrainingFileId: null, providerValidationFileId: null, runs: 0, outputOffset: 0, cancelSentAt: null };
+    const first = await provider.submit(pjob, { trainingPath: spare, validationPath: null, dir: join(dataDir, job.id) }, { log: t.h.platform.log, cancelRequested: false, remember: async () => {} });
+    await waitFor(() => scriptPids(dataDir, job.id).length === 1, { what: 'the unrecorded run started' });
+
+    await t.h.request('POST', `${FT}/jobs/${job.id}/start`);
+    const running = await jobWhen(t.h, job.id, (j) => j.status === 'running', 'job running');
+    expect(running.provider_job_id).toBe(first!.providerJobId);
+    letGo(dataDir, job.id);
+    const done = await jobWhen(t.h, job.id, (j) => j.status === 'succeeded', 'job succeeded');
+    expect(done).toMatchObject({ runs: 1, fine_tuned_model: 'local/wait-adopt-run1' });
+    expect(scriptPids(dataDir, job.id)).toHaveLength(1);
   });
 });

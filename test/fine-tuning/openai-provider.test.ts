@@ -28,10 +28,10 @@ describe('fine-tuning at an OpenAI-compatible provider', () => {
 
   beforeAll(async () => {
     // 24 corrected problematic responses: two repeat another's query and correction (whitespace
-    // aside), one correction is blank; plus one corrected response nobody marked as bad.
+    // aside), one correction is only whitespace; plus one corrected response nobody marked as bad.
     corrected = await seedCorrections(t.h, 'support-bot', 21);
     await seedCorrections(t.h, 'support-bot', 2, { query: () => '  What is the capital of country 0-0? ', correction: () => 'The capital is   City 0-0.' });
-    await seedCorrections(t.h, 'support-bot', 1, { correction: () => '   ' });
+    await seedCorrections(t.h, 'support-bot', 1, { correction: () => ' \n\t ' });
     await seedCorrections(t.h, 'support-bot', 1, { negative: false });
     await grant(t.h, 'acme', 250);
   });

@@ -49,11 +49,11 @@ export const fineTuningEnvSchema = z
     FINE_TUNE_MAX_POLL_FAILURES: envVar.int(20, 1, 10_000),
     /** Per-request timeout for the provider API; the client retries 429/5xx/network errors twice. */
     FINE_TUNE_REQUEST_TIMEOUT_MS: envVar.int(120_000, 100),
-    /** How often a worker running a command checks whether the job was cancelled. */
-    FINE_TUNE_CANCEL_CHECK_MS: envVar.int(1_000, 10),
+    /** How often a running training command is looked at (new output, still running, cancel). */
+    FINE_TUNE_COMMAND_POLL_MS: envVar.int(2_000, 10),
     /** After SIGTERM, how long a cancelled command has before its process group gets SIGKILL. */
     FINE_TUNE_KILL_GRACE_MS: envVar.int(10_000, 0),
-    /** Output lines of one run kept in the job log; later lines are counted, not stored. */
+    /** Lines of a command's output copied into the job's log; the rest stays in its log file only. */
     FINE_TUNE_LOG_MAX_LINES: envVar.int(5_000, 10),
     // The trigger policy (POST …/fine-tuning/check and AUTO_FINE_TUNE).
     /** Corrected problematic responses since the model's last successful job. */

@@ -30,10 +30,10 @@ export async function accountCredits(db: Pick<Executor, 'execute'>, accountIds: 
   if (accountIds.length === 0) return new Map();
   const rows = await db.execute<AccountCredits>(sql`
     SELECT a.id AS account_id,
-           coalesce((SELECT sum(l.amount) FROM credit_ledger l WHERE l.account_id = a.id), 0)::int AS balance,
+           coalesce((SELECT sum(l.amount) FROM credit_ledger l WHERE l.account_id = a.id), 0)::bigint AS balance,
            coalesce((SELECT -sum(r.amount) FROM credit_ledger r
                       WHERE r.account_id = a.id AND r.kind = 'reserve'
-                        AND NOT EXISTS (SELECT 1 FROM credit_ledger o WHERE o.job_id = r.job_id AND o.kind IN ('settle', 'refund'))), 0)::int AS reserved
+                        AND NOT EXISTS (SELECT 1 FROM credit_ledger o WHERE o.job_id = r.job_id AND o.kind IN ('settle', 'refund'))), 0)::bigint AS reserved
       FROM credit_accounts a
      WHERE a.id = ANY(${sql.param([...new Set(accountIds)])}::text[])`);
   return new Map(rows.rows.map((r) => [r.account_id, r]));
@@ -49,20 +49,20 @@ export async function grantCredits(
 ): Promise<AccountCredits & { duplicate: boolean; entry_id: number | null }> {
   return db.transaction(async (tx) => {
     await tx.execute(sql`INSERT INTO credit_accounts (id) VALUES (${grant.accountId}) ON CONFLICT (id) DO NOTHING`);
-    if (grant.idempotencyKey) {
-      const earlier = await tx.execute<{ account_id: string; amount: number }>(
-        sql`SELECT account_id, amount FROM credit_ledger WHERE idempotency_key = ${grant.idempotencyKey}`,
-      );
-      const row = earlier.rows[0];
-      if (row && (row.account_id !== grant.accountId || row.amount !== grant.amount)) {
-        throw new ApiError(409, 'conflict', `idempotency_key "${grant.idempotencyKey}" was used for a different grant (${row.amount} to "${row.account_id}")`);
-      }
-    }
     const inserted = await tx.execute<{ id: number }>(sql`
       INSERT INTO credit_ledger (account_id, kind, amount, note, idempotency_key)
       VALUES (${grant.accountId}, 'grant', ${grant.amount}, ${grant.note ?? null}, ${grant.idempotencyKey ?? null})
       ON CONFLICT (idempotency_key) DO NOTHING
       RETURNING id`);
+    if (inserted.rows.length === 0) {
+      // The key was used before (or by a grant committing at this moment, which the insert waited for).
+      const earlier = (await tx.execute<{ id: number; account_id: string; amount: number }>(
+        sql`SELECT id, account_id, amount FROM credit_ledger WHERE idempotency_key = ${grant.idempotencyKey ?? null}`,
+      )).rows[0]!;
+      if (earlier.account_id !== grant.accountId || earlier.amount !== grant.amount) {
+        throw new ApiError(409, 'conflict', `idempotency_key "${grant.idempotencyKey}" was used for a different grant (${earlier.amount} to "${earlier.account_id}")`);
+      }
+    }
     const credits = (await accountCredits(tx, [grant.accountId])).get(grant.accountId)!;
     return { ...credits, duplicate: inserted.rows.length === 0, entry_id: inserted.rows[0]?.id ?? null };
   });
@@ -78,7 +78,7 @@ export async function reserveCredits(tx: Executor, accountId: string, jobId: str
   if (account.rows.length === 0) throw new ApiError(404, 'not_found', `No credit account "${accountId}"`);
   const already = await tx.execute(sql`SELECT 1 FROM credit_ledger WHERE job_id = ${jobId} AND kind = 'reserve'`);
   if (already.rows.length > 0) return false;
-  const balance = (await tx.execute<{ balance: number }>(sql`SELECT coalesce(sum(amount), 0)::int AS balance FROM credit_ledger WHERE account_id = ${accountId}`)).rows[0]!.balance;
+  const balance = (await tx.execute<{ balance: number }>(sql`SELECT coalesce(sum(amount), 0)::bigint AS balance FROM credit_ledger WHERE account_id = ${accountId}`)).rows[0]!.balance;
   if (balance < amount) throw new InsufficientCreditsError(accountId, balance, amount);
   await tx.execute(sql`
     INSERT INTO credit_ledger (account_id, kind, amount, job_id, note)

@@ -39,7 +39,7 @@ describe('decideFineTune', () => {
     ]);
     expect(d.reasons).toEqual([
       '64 corrected problematic responses since the last successful fine-tune (50 needed)',
-      '64 training examples after removing duplicates (10 needed)',
+      '64 examples after removing duplicates (10 needed)',
       '23% of 400 feedback in the last 30 days is negative (10% needed)',
       'no earlier job',
       'account "acme" has 500 credits (100 needed)',
@@ -48,7 +48,7 @@ describe('decideFineTune', () => {
 
   it.each<[string, Partial<FineTuneStats>, string, string]>([
     ['too few new corrections', { new_corrections: 49 }, 'corrections', '49 corrected problematic responses since the last successful fine-tune (50 needed)'],
-    ['too few examples after dedup', { examples: 9 }, 'dataset', '9 training examples after removing duplicates (10 needed)'],
+    ['too few examples after dedup', { examples: 9 }, 'dataset', '9 examples after removing duplicates (10 needed)'],
     ['error rate below the threshold', { error_rate: 0.0999, feedback: 1000 }, 'error_rate', '10% of 1000 feedback in the last 30 days is negative (10% needed)'],
     ['no feedback at all', { error_rate: null, feedback: 0 }, 'error_rate', 'no feedback in the last 30 days'],
     ['a job still running', { active_job: { id: 'j1', status: 'running' } }, 'cooldown', 'job j1 is still running'],

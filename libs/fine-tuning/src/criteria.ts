@@ -2,6 +2,7 @@ import type { Executor } from '@caliber/platform';
 import { sql } from 'drizzle-orm';
 import type { FineTuningConfig } from './config.ts';
 import { accountCredits } from './credits.ts';
+import { BLANK } from './dataset.ts';
 
 /** What the trigger policy looks at for one model. */
 export interface FineTuneStats {
@@ -67,7 +68,7 @@ export function decideFineTune(stats: FineTuneStats, policy: FineTunePolicy, now
   criteria.push({
     name: 'dataset',
     passed: stats.examples >= policy.FINE_TUNE_MIN_EXAMPLES,
-    message: `${stats.examples} training examples after removing duplicates (${policy.FINE_TUNE_MIN_EXAMPLES} needed)`,
+    message: `${stats.examples} examples after removing duplicates (${policy.FINE_TUNE_MIN_EXAMPLES} needed)`,
   });
   criteria.push({
     name: 'error_rate',
@@ -98,9 +99,6 @@ export function decideFineTune(stats: FineTuneStats, policy: FineTunePolicy, now
   return { should_fine_tune: should, reasons: criteria.filter((c) => should || !c.passed).map((c) => c.message), criteria };
 }
 
-/** Whitespace-insensitive text, as the dataset builder deduplicates it. */
-export const normalizedText = (column: ReturnType<typeof sql>) => sql`btrim(regexp_replace(${column}, '\\s+', ' ', 'g'))`;
-
 /**
  * The policy's inputs for several models at once: one query each for their corrections, their
  * feedback and their jobs, and one for the account. Sequential, as `db` may be a transaction.
@@ -120,14 +118,13 @@ export async function computeFineTuneStats(
         SELECT m AS model_id, (SELECT max(j.created_at) FROM fine_tuning_jobs j WHERE j.model_id = m AND j.status = 'succeeded') AS at
           FROM unnest(${sql.param(models)}::text[]) AS m),
       corrected AS (
-        SELECT DISTINCT ON (f.response_ref) r.model_id, r.query, f.correction, f.created_at
+        SELECT DISTINCT ON (f.response_ref) r.model_id, r.query_key, f.correction_key, f.created_at
           FROM response_feedback f JOIN llm_responses r ON r.id = f.response_ref
          WHERE f.correction IS NOT NULL AND r.model_id = ANY(${sql.param(models)}::text[]) AND f.created_at < ${now}
            AND EXISTS (SELECT 1 FROM response_feedback n WHERE n.response_ref = f.response_ref AND n.negative AND n.created_at < ${now})
          ORDER BY f.response_ref, f.created_at DESC, f.id DESC)
       SELECT c.model_id,
-             count(DISTINCT (${normalizedText(sql`c.query`)}, ${normalizedText(sql`c.correction`)}))
-               FILTER (WHERE btrim(c.query) <> '' AND btrim(c.correction) <> '')::int AS examples,
+             count(DISTINCT (c.query_key, c.correction_key)) FILTER (WHERE c.query_key <> ${sql.raw(BLANK)} AND c.correction_key <> ${sql.raw(BLANK)})::int AS examples,
              count(*) FILTER (WHERE s.at IS NULL OR c.created_at >= s.at)::int AS new_corrections
         FROM corrected c JOIN since s USING (model_id)
        GROUP BY c.model_id`);

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
-import { createWriteStream, type WriteStream } from 'node:fs';
-import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
+import { mkdir, open, rename, rm, stat, truncate } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
 import { join, resolve } from 'node:path';
 import type pg from 'pg';
 import Cursor from 'pg-cursor';
@@ -61,26 +62,29 @@ export interface BuiltDataset {
   sha256: string;
 }
 
+/** md5 of the empty string: the key of a text that is all whitespace. */
+export const BLANK = `'d41d8cd98f00b204e9800998ecf8427e'`;
+
 /**
  * The examples of a model, deduplicated, in a fixed order: problematic responses (at least one
- * negative feedback) with their latest correction, both given before `cutoff`. Two examples whose
- * query and correction differ only in whitespace are one. Ordered by a hash of the example, which
- * shuffles them (as training wants) yet gives the same file every time, so a rebuild on another
- * worker produces the same dataset.
+ * negative feedback) with their latest correction, both given before `cutoff` ($2). Two examples
+ * whose query and correction differ only in whitespace are one (their `query_key`/`correction_key`,
+generated columns, match); an all-whitespace query or correction is left out. Ordered by a hash of the example,
+ * which shuffles them (as training wants) yet gives the same file every time, so a rebuild on
+ * another worker produces the same dataset.
  */
 const EXAMPLES_SQL = `
   WITH corrected AS (
-    SELECT DISTINCT ON (f.response_ref) f.response_ref, f.correction
+    SELECT DISTINCT ON (f.response_ref) f.response_ref, f.correction, f.correction_key
       FROM response_feedback f JOIN llm_responses r ON r.id = f.response_ref
      WHERE f.correction IS NOT NULL AND r.model_id = $1 AND f.created_at < $2
        AND EXISTS (SELECT 1 FROM response_feedback n WHERE n.response_ref = f.response_ref AND n.negative AND n.created_at < $2)
      ORDER BY f.response_ref, f.created_at DESC, f.id DESC),
   examples AS (
-    SELECT DISTINCT ON (h.k) h.k, btrim(r.query) AS query, btrim(c.correction) AS correction
-      FROM corrected c JOIN llm_responses r ON r.id = c.response_ref,
-           LATERAL (SELECT md5(btrim(regexp_replace(r.query, '\\s+', ' ', 'g')) || chr(31) || btrim(regexp_replace(c.correction, '\\s+', ' ', 'g'))) AS k) h
-     WHERE btrim(r.query) <> '' AND btrim(c.correction) <> ''
-     ORDER BY h.k, c.response_ref)`;
+    SELECT DISTINCT ON (k) md5(r.query_key || c.correction_key) AS k, r.query, c.correction
+      FROM corrected c JOIN llm_responses r ON r.id = c.response_ref
+     WHERE r.query_key <> ${BLANK} AND c.correction_key <> ${BLANK}
+     ORDER BY k, c.response_ref)`;
 
 async function finish(stream: WriteStream): Promise<void> {
   await new Promise<void>((res, rej) => stream.end((err?: Error | null) => (err ? rej(err) : res())));
@@ -97,9 +101,11 @@ async function fsyncPath(path: string): Promise<void> {
 
 /**
  * Writes a job's dataset: `train.jsonl` and, when examples are held out, `validation.jsonl`, in
- * `<FINE_TUNE_DATA_DIR>/<job id>/`. Rows are streamed from Postgres in one repeatable-read
- * snapshot (the count that decides the split and the rows agree), written to temporary files,
- * flushed and renamed into place. The examples' text is never logged.
+ * `<FINE_TUNE_DATA_DIR>/<job id>/`. The rows are read once, by one cursor in a read-only snapshot,
+ * into one temporary file; the split is known only at the end, so the last `held` lines (in hash
+ * order, as random as any) are copied out to the validation file and the training file is
+ * truncated before them. Both are flushed and renamed into place. The examples' text is never
+ * logged.
  */
 export async function buildDataset(
   pool: pg.Pool,
@@ -107,65 +113,74 @@ export async function buildDataset(
   job: { id: string; modelId: string; createdAt: Date },
 ): Promise<BuiltDataset> {
   const paths = datasetPaths(config, job.id);
-  const client = await pool.connect();
   const tmp = { training: `${paths.training}.tmp-${process.pid}`, validation: `${paths.validation}.tmp-${process.pid}` };
+  const hash = createHash('sha256');
+  /** Where each line ends in the file, to cut it once the count is known. */
+  let ends = new Float64Array(1024);
+  let n = 0;
+  let bytes = 0;
   try {
-    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    const params = [job.modelId, job.createdAt];
-    const n = (await client.query<{ n: number }>(`${EXAMPLES_SQL} SELECT count(*)::int AS n FROM examples`, params)).rows[0]!.n;
+    await mkdir(paths.dir, { recursive: true });
+    const client = await pool.connect();
+    const out = createWriteStream(tmp.training);
+    try {
+      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      const cursor = client.query(new Cursor<{ query: string; correction: string }>(`${EXAMPLES_SQL} SELECT query, correction FROM examples ORDER BY k`, [job.modelId, job.createdAt]));
+      try {
+        for (;;) {
+          const rows = await cursor.read(500);
+          if (rows.length === 0) break;
+          for (const row of rows) {
+            const line = Buffer.from(exampleLine(row.query.trim(), row.correction.trim(), config.FINE_TUNE_SYSTEM_PROMPT));
+            if (n === ends.length) {
+              const grown = new Float64Array(ends.length * 2);
+              grown.set(ends);
+              ends = grown;
+            }
+            bytes += line.length;
+            ends[n++] = bytes;
+            hash.update(line);
+            if (!out.write(line)) await new Promise<void>((r) => out.once('drain', () => r()));
+          }
+        }
+      } finally {
+        await cursor.close();
+      }
+      await client.query('COMMIT');
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {});
+      out.destroy();
+      throw err;
+    } finally {
+      client.release();
+    }
+    await finish(out);
     if (n < config.FINE_TUNE_MIN_EXAMPLES) throw new DatasetTooSmallError(n, config.FINE_TUNE_MIN_EXAMPLES);
     const held = validationSize(n, config.FINE_TUNE_VALIDATION_SPLIT, config.FINE_TUNE_MIN_EXAMPLES);
-
-    await mkdir(paths.dir, { recursive: true });
-    const training = createWriteStream(tmp.training);
-    const validation = held > 0 ? createWriteStream(tmp.validation) : undefined;
-    const hash = createHash('sha256');
-    let written = 0;
-    let bytes = 0;
-    const cursor = client.query(new Cursor<{ query: string; correction: string }>(`${EXAMPLES_SQL} SELECT query, correction FROM examples ORDER BY k`, params));
-    try {
-      for (;;) {
-        const rows = await cursor.read(500);
-        if (rows.length === 0) break;
-        for (const row of rows) {
-          const line = exampleLine(row.query, row.correction, config.FINE_TUNE_SYSTEM_PROMPT);
-          const target = written < held ? validation! : training;
-          bytes += Buffer.byteLength(line);
-          hash.update(written < held ? 'v' : 't').update(line);
-          written++;
-          if (!target.write(line)) await new Promise<void>((r) => target.once('drain', () => r()));
-        }
-      }
-    } finally {
-      await cursor.close();
+    hash.update(`held:${held}`);
+    if (held > 0) {
+      const cut = ends[n - held - 1]!;
+      await pipeline(createReadStream(tmp.training, { start: cut }), createWriteStream(tmp.validation));
+      await truncate(tmp.training, cut);
+      await fsyncPath(tmp.validation);
     }
-    await client.query('COMMIT');
-    await finish(training);
-    if (validation) await finish(validation);
     await fsyncPath(tmp.training);
     await rename(tmp.training, paths.training);
-    if (validation) {
-      await fsyncPath(tmp.validation);
-      await rename(tmp.validation, paths.validation);
-    } else {
-      await rm(paths.validation, { force: true });
-    }
+    if (held > 0) await rename(tmp.validation, paths.validation);
+    else await rm(paths.validation, { force: true });
     await fsyncPath(paths.dir);
     return {
       paths,
-      validationPath: validation ? paths.validation : null,
-      trainingRows: written - held,
+      validationPath: held > 0 ? paths.validation : null,
+      trainingRows: n - held,
       validationRows: held,
       bytes,
       sha256: hash.digest('hex'),
     };
   } catch (err) {
-    await client.query('ROLLBACK').catch(() => {});
     await rm(tmp.training, { force: true });
     await rm(tmp.validation, { force: true });
     throw err;
-  } finally {
-    client.release();
   }
 }
 

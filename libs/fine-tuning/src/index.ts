@@ -25,7 +25,9 @@ export function fineTuningModule(config: FineTuningConfig = loadFineTuningConfig
     routes: (ctx) => fineTuningRoutes(ctx, config),
     jobs: [
       jobHandler(runFineTuneJob, (payload, job) => processFineTuneRun({ platform: job.platform, config, providers }, payload.fine_tuning_job_id, job), {
-        onFailedForGood: (payload, job, err) => failFineTuneJobForGood({ platform: job.platform, config, providers }, payload.fine_tuning_job_id, err, job.log),
+        onFailedForGood: async (payload, job, err) => {
+          await failFineTuneJobForGood({ platform: job.platform, config, providers }, payload.fine_tuning_job_id, job.job.id, err, job.log);
+        },
       }),
       jobHandler(fineTuneCheckJob, (payload, job) => runAutoFineTune(job.platform, config, payload.analysis_run_id, job)),
       jobHandler(reconcileFineTuneJobs, (_payload, job) => reconcileFineTuning({ platform: job.platform, config, providers }, job.platform, job.log)),

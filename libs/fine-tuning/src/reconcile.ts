@@ -25,17 +25,18 @@ export async function reconcileFineTuning(deps: FineTuningDeps, platform: Pick<P
   const result: ReconcileResult = { checked: active.rows.length, requeued: [], failed: [] };
   await Promise.all(
     active.rows.map(async (row) => {
-      const queueJob = row.queue_job_id ? await queue.getJob(row.queue_job_id) : undefined;
-      if (queueJob) {
-        if ((await queueJob.getState()) !== 'failed') return;
-        await failFineTuneJobForGood(deps, row.id, new Error(queueJob.failedReason || 'the queue job failed'), log);
-        result.failed.push(row.id);
-        return;
-      }
+      // Not relayed yet: the queue job is on its way. Checked before the queue, so a relay that
+      // adds the job in between is not taken for a loss.
       const outboxId = row.queue_job_id?.startsWith('outbox-') ? Number(row.queue_job_id.slice('outbox-'.length)) : undefined;
       if (outboxId !== undefined) {
         const pending = await db.execute(sql`SELECT 1 FROM outbox WHERE id = ${outboxId} AND relayed_at IS NULL`);
-        if (pending.rows.length > 0) return; // not relayed yet
+        if (pending.rows.length > 0) return;
+      }
+      const queueJob = row.queue_job_id ? await queue.getJob(row.queue_job_id) : undefined;
+      if (queueJob) {
+        if ((await queueJob.getState()) !== 'failed') return;
+        if (await failFineTuneJobForGood(deps, row.id, row.queue_job_id ?? undefined, new Error(queueJob.failedReason || 'the queue job failed'), log)) result.failed.push(row.id);
+        return;
       }
       const requeued = await db.transaction(async (tx) => {
         const job = await loadJob(tx, row.id, { lock: true });

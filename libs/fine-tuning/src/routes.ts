@@ -1,11 +1,11 @@
-import { ApiError, createRouter, errorSchema, jsonContent, standardErrors, waitQuerySchema, type GatewayContext } from '@caliber/platform';
+import { ApiError, createRouter, delay, errorSchema, jsonContent, standardErrors, waitQuerySchema, type GatewayContext } from '@caliber/platform';
 import { createRoute, z } from '@hono/zod-openapi';
 import { and, desc, eq, gt, lt, or, asc, sql, type SQL } from 'drizzle-orm';
 import { baseModelFor } from './auto.ts';
 import { PROVIDER_NAMES, providerProblem, type FineTuningConfig, type ProviderName } from './config.ts';
 import { accountCredits, grantCredits, ledgerPage } from './credits.ts';
 import { computeFineTuneStats, decideFineTune } from './criteria.ts';
-import { addEvents, describeFineTuneJob, endJobInTx, isTerminal, loadJob, runCause, startJobInTx, type FineTuneJobRow } from './jobs.ts';
+import { addEvents, describeFineTuneJob, endJobInTx, isTerminal, loadJob, startJobInTx, type FineTuneJobRow } from './jobs.ts';
 import { fineTuningJobEvents, fineTuningJobs, FINE_TUNE_STATUSES } from './schema.ts';
 
 const json = jsonContent;
@@ -165,7 +165,12 @@ const cancelJobRoute = createRoute({
     'A job not yet picked up by a worker is cancelled at once. Otherwise the cancel is recorded (`cancel_requested_at`) and its worker stops it (at the provider, or the training command) within moments; ?wait=true answers once it has.',
   security: [{ bearer: [] }],
   request: { params: jobParams, query: waitQuerySchema },
-  responses: { 200: json(jobBody, 'Cancelled, or being cancelled'), 404: notFound, 409: json(errorSchema, 'The job has already succeeded or failed'), ...standardErrors },
+  responses: {
+    200: json(jobBody.extend({ timed_out: z.boolean().optional() }), 'Cancelled, or being cancelled (timed_out: ?wait=true ran out first)'),
+    404: notFound,
+    409: json(errorSchema, 'The job has already succeeded or failed'),
+    ...standardErrors,
+  },
 });
 
 const eventsRoute = createRoute({
@@ -217,7 +222,8 @@ const grantRoute = createRoute({
     },
   },
   responses: {
-    201: json(creditsSchema.extend({ duplicate: z.boolean() }), 'Granted (duplicate: stored earlier under its idempotency key)'),
+    200: json(creditsSchema.extend({ duplicate: z.boolean() }), 'Stored earlier under this idempotency key; nothing added'),
+    201: json(creditsSchema.extend({ duplicate: z.boolean() }), 'Granted'),
     409: json(errorSchema, 'The idempotency key was used for a different grant'),
     ...standardErrors,
   },
@@ -264,9 +270,19 @@ function jobNotFound(id: string): never {
 export function fineTuningRoutes(ctx: GatewayContext, config: FineTuningConfig) {
   const app = createRouter();
 
-  /** With ?wait=true: waits for the job's queue run to end, then answers the job as it is. */
+  /** With ?wait=true: waits for the job's current queue job to end, then answers the job as it is. */
   async function waitForEnd(row: FineTuneJobRow, timeoutSeconds: number): Promise<{ row: FineTuneJobRow; ended: boolean }> {
-    if (!isTerminal(row.status)) await ctx.waiter.waitForDownstream(runCause(row.id), Date.now() + timeoutSeconds * 1000);
+    const deadline = Date.now() + timeoutSeconds * 1000;
+    if (!isTerminal(row.status) && row.queueJobId) {
+      const queue = ctx.queues.connected('fine-tune');
+      // The relay may not have moved the outbox event into BullMQ yet.
+      let job = await queue.getJob(row.queueJobId);
+      while (!job && Date.now() < deadline) {
+        await delay(25);
+        job = await queue.getJob(row.queueJobId);
+      }
+      if (job) await ctx.waiter.waitForJob(job, deadline - Date.now());
+    }
     const now = (await loadJob(ctx.db, row.id)) ?? row;
     return { row: now, ended: isTerminal(now.status) };
   }
@@ -366,7 +382,10 @@ export function fineTuningRoutes(ctx: GatewayContext, config: FineTuningConfig) 
         c.get('log').warn({ err: (err as Error).message }, 'could not hurry the cancelled job; its worker sees the cancel at its next poll');
       }
     }
-    if (query.wait && !isTerminal(row.status)) return c.json({ job: describeFineTuneJob((await waitForEnd(row, query.timeout)).row) }, 200);
+    if (query.wait && !isTerminal(row.status)) {
+      const waited = await waitForEnd(row, query.timeout);
+      return c.json({ job: describeFineTuneJob(waited.row), ...(waited.ended ? {} : { timed_out: true }) }, 200);
+    }
     return c.json({ job: describeFineTuneJob(row) }, 200);
   });
 
@@ -393,7 +412,7 @@ export function fineTuningRoutes(ctx: GatewayContext, config: FineTuningConfig) 
     const { account_id } = c.req.valid('param');
     const body = c.req.valid('json');
     const granted = await grantCredits(ctx.db, { accountId: account_id, amount: body.amount, note: body.note, idempotencyKey: body.idempotency_key });
-    return c.json({ account_id: granted.account_id, balance: granted.balance, reserved: granted.reserved, duplicate: granted.duplicate }, 201);
+    return c.json({ account_id: granted.account_id, balance: granted.balance, reserved: granted.reserved, duplicate: granted.duplicate }, granted.duplicate ? 200 : 201);
   });
 
   app.openapi(creditsRoute, async (c) => {

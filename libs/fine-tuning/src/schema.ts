@@ -44,6 +44,12 @@ export const fineTuningJobs = pgTable(
     /** The BullMQ job (`fine-tune` queue) running this one. */
     queueJobId: text('queue_job_id'),
     cancelRequestedAt: timestamp('cancel_requested_at', { withTimezone: true }),
+    /** When the cancel was passed on to the provider (a command gets SIGKILL FINE_TUNE_KILL_GRACE_MS later). */
+    cancelSentAt: timestamp('cancel_sent_at', { withTimezone: true }),
+    /** Bytes of a training command's output already copied into the job's log. */
+    outputOffset: bigint('output_offset', { mode: 'number' }).notNull().default(0),
+    /** Output lines seen; FINE_TUNE_LOG_MAX_LINES of them are kept in the log. */
+    outputLines: integer('output_lines').notNull().default(0),
     /** Polls in a row that failed; reset by a successful one. */
     pollFailures: integer('poll_failures').notNull().default(0),
     /** Times the training was started (a command restarts after losing its worker). */

@@ -14,8 +14,6 @@ export interface JobContext {
   jobKey: string;
   /** The worker's lock token for this job, needed to move it (see `runAgainLater`). */
   token?: string;
-  /** Aborted when the worker gives up on its active jobs (shutdown past SHUTDOWN_TIMEOUT_MS). */
-  signal?: AbortSignal;
 }
 
 /**
@@ -63,8 +61,7 @@ export function createQueueProcessor(
   durations?: JobDurationRecorder,
 ): Processor {
   const byName = new Map(handlers.map((h) => [h.definition.name, h]));
-  // Three parameters, so BullMQ hands the processor an abort signal.
-  return async (job, token, signal) => {
+  return async (job, token) => {
     const log = platform.log.child({ queue, jobId: job.id, job: job.name, attempt: job.attemptsMade + 1 });
     const handler = byName.get(job.name);
     if (!handler) throw new UnrecoverableError(`No handler for job "${job.name}" on queue "${queue}"`);
@@ -73,7 +70,7 @@ export function createQueueProcessor(
     const started = performance.now();
     let status: 'completed' | 'failed' | 'delayed' = 'failed';
     try {
-      const result = await handler.handle(parsed.data, { job, platform, log, jobKey: jobKey(job), token, signal });
+      const result = await handler.handle(parsed.data, { job, platform, log, jobKey: jobKey(job), token });
       status = 'completed';
       return result;
     } catch (err) {

@@ -7,10 +7,7 @@ import { OutboxRelay } from './outbox.ts';
 import { createQueueProcessor, type JobHandler } from './processor.ts';
 import { jobKey } from './queues.ts';
 import { QUEUE_NAMES, queuePrefix, type QueueName } from './queues.ts';
-import { delay, groupBy } from './util.ts';
-
-/** How long aborted jobs get to hand themselves back before the worker is closed under them. */
-const ABORT_GRACE_MS = 5_000;
+import { groupBy } from './util.ts';
 
 /** Jobs one process runs at once per queue, unless `<QUEUE>_CONCURRENCY` says otherwise. */
 const DEFAULT_CONCURRENCY: Record<QueueName, number> = {
@@ -19,8 +16,8 @@ const DEFAULT_CONCURRENCY: Record<QueueName, number> = {
   'retag-file': 2,
   'map-models': 1,
   'analyze-errors': 1,
-  // A training command holds its job (and slot) until it exits; polling a provider takes a moment.
-  'fine-tune': 8,
+  // Each run is a short step (build a dataset, submit, one poll); trainings are polled, not waited for.
+  'fine-tune': 4,
   'update-reference': 4,
   notify: 8,
 };
@@ -111,12 +108,8 @@ export function startWorkers(
       const outcome = await Promise.race([graceful, timeout]);
       clearTimeout(timer);
       if (outcome === 'timeout') {
-        // Jobs that listen to their abort signal (a training command) stop and hand themselves
-        // back at once; the rest are released: their locks lapse and any worker's stall check
-        // puts them back in the wait list.
-        ctx.log.warn({ timeoutMs }, 'active jobs did not finish in time; aborting and releasing them');
-        for (const w of workers) w.cancelAllJobs('shutdown');
-        await Promise.race([graceful, delay(ABORT_GRACE_MS)]);
+        // Their locks lapse and any worker's stall check puts the jobs back in the wait list.
+        ctx.log.warn({ timeoutMs }, 'active jobs did not finish in time; releasing them');
         await Promise.allSettled(workers.map((w) => w.close(true)));
       }
       await durations.close();

@@ -10,6 +10,10 @@ export const llmResponses = pgTable(
     modelId: text('model_id').notNull(),
     query: text('query').notNull(),
     response: text('response').notNull(),
+    /** The query with runs of whitespace as one space, hashed: examples equal but for whitespace share it. */
+    queryKey: text('query_key')
+      .notNull()
+      .generatedAlwaysAs(sql`md5(btrim(regexp_replace(query, '\\s+', ' ', 'g')))`),
     respondedAt: timestamp('responded_at', { withTimezone: true }).notNull().defaultNow(),
     metadata: jsonb('metadata').notNull().default({}),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
@@ -37,6 +41,8 @@ export const responseFeedback = pgTable(
     commentCategories: text('comment_categories').array().notNull().default(sql`'{}'::text[]`),
     comment: text('comment'),
     correction: text('correction'),
+    /** As `llm_responses.query_key`, for the correction (null without one). */
+    correctionKey: text('correction_key').generatedAlwaysAs(sql`md5(btrim(regexp_replace(correction, '\\s+', ' ', 'g')))`),
     negative: boolean('negative').notNull(),
     idempotencyKey: text('idempotency_key').unique(),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),

@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs';
 import OpenAI from 'openai';
 import type { FineTuningConfig } from '../config.ts';
-import { PermanentProviderError, type FineTuneProvider, type ProviderEvent, type ProviderJob, type ProviderState } from './provider.ts';
+import { PermanentProviderError, type FineTuneProvider, type ProviderEvent, type ProviderState } from './provider.ts';
 
 type RemoteStatus = OpenAI.FineTuning.FineTuningJob['status'];
 
@@ -59,7 +59,7 @@ function stateOf(job: OpenAI.FineTuning.FineTuningJob): ProviderState {
  * safe to repeat: the uploaded file ids are remembered before the job is created, and a retry
  * looks for a provider job already training on that file before it creates one.
  */
-export function openAiCompatibleProvider(config: Pick<FineTuningConfig, 'FINE_TUNE_BASE_URL' | 'FINE_TUNE_API_KEY' | 'FINE_TUNE_REQUEST_TIMEOUT_MS'>): FineTuneProvider {
+export function openAiCompatibleProvider(config: Pick<FineTuningConfig, 'FINE_TUNE_BASE_URL' | 'FINE_TUNE_API_KEY' | 'FINE_TUNE_REQUEST_TIMEOUT_MS' | 'FINE_TUNE_POLL_MS'>): FineTuneProvider {
   const client = new OpenAI({
     baseURL: config.FINE_TUNE_BASE_URL,
     // A self-hosted endpoint may need no key; the client insists on one.
@@ -88,10 +88,11 @@ export function openAiCompatibleProvider(config: Pick<FineTuningConfig, 'FINE_TU
 
   return {
     name: 'openai-compatible',
-    waits: false,
+    pollMs: config.FINE_TUNE_POLL_MS,
 
     async submit(job, dataset, ctx) {
       const retried = Boolean(job.providerTrainingFileId);
+      if (!retried && ctx.cancelRequested) return null;
       const trainingFile = job.providerTrainingFileId ?? (await upload(dataset.trainingPath));
       if (!retried) await ctx.remember({ providerTrainingFileId: trainingFile });
       let validationFile = job.providerValidationFileId;
@@ -105,6 +106,7 @@ export function openAiCompatibleProvider(config: Pick<FineTuningConfig, 'FINE_TU
           ctx.log.info({ providerJobId: existing.id }, 'found the provider job an earlier attempt created');
           return { providerJobId: existing.id, state: stateOf(existing) };
         }
+        if (ctx.cancelRequested) return null;
       }
       const created = await call('creating the fine-tuning job', () =>
         client.fineTuning.jobs.create({ model: job.baseModel, training_file: trainingFile, ...(validationFile ? { validation_file: validationFile } : {}) }),
@@ -126,6 +128,7 @@ export function openAiCompatibleProvider(config: Pick<FineTuningConfig, 'FINE_TU
     },
 
     async cancel(job, ctx) {
+      if (job.cancelSentAt) return; // asked once; the polls read when it takes effect
       try {
         await client.fineTuning.jobs.cancel(job.providerJobId);
       } catch (err) {
@@ -137,4 +140,3 @@ export function openAiCompatibleProvider(config: Pick<FineTuningConfig, 'FINE_TU
   };
 }
 
-export type { ProviderJob };

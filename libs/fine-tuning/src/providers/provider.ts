@@ -9,8 +9,12 @@ export interface ProviderJob {
   providerJobId: string | null;
   providerTrainingFileId: string | null;
   providerValidationFileId: string | null;
-  /** Times the training has been started before this one. */
+  /** Times the training was started, this one included once submitted. */
   runs: number;
+  /** Bytes of a command's output already in the job's log. */
+  outputOffset: number;
+  /** When a cancel was passed on to the provider, if it was. */
+  cancelSentAt: Date | null;
 }
 
 export interface ProviderDataset {
@@ -20,9 +24,12 @@ export interface ProviderDataset {
   dir: string;
 }
 
-/** Where the training stands, in Caliber's terms. `lost`: a local process that died with its worker. */
+/**
+ * Where the training stands, in Caliber's terms. `elsewhere`: a command started on another host,
+ * which only a worker there can follow.
+ */
 export interface ProviderState {
-  status: 'submitted' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'lost';
+  status: 'submitted' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'elsewhere';
   /** The provider's own word for it (`validating_files`, `queued`, an exit code…). */
   providerStatus: string;
   fineTunedModel?: string | null;
@@ -35,26 +42,33 @@ export interface ProviderEvent {
   message: string;
 }
 
+/** A poll's answer: the state, and what to add to the job's log since the last poll. */
+export interface FollowResult extends ProviderState {
+  /** The provider's own events, stored once each (by id) however often they are seen. */
+  events?: ProviderEvent[];
+  /** A command's new output lines, and the offset to read from next time. */
+  output?: { lines: string[]; offset: number };
+}
+
 export interface ProviderContext {
   log: Logger;
-  /** Stops a provider that waits (a training command): cancel, or the worker shutting down. */
-  signal: AbortSignal;
   /** Stores what must survive a crash in the middle of a submit (uploaded file ids). */
   remember(patch: Partial<Pick<ProviderJob, 'providerTrainingFileId' | 'providerValidationFileId'>>): Promise<void>;
-  /** Appends lines to the job's log. */
-  output(lines: string[]): void;
+  /** A cancel is pending: submit adopts what an earlier attempt started, but starts nothing new. */
+  cancelRequested: boolean;
 }
 
 /**
- * A place training runs. `submit` hands the dataset over and starts the training; `follow` says
- * where it stands (a remote API answers at once and is asked again later; a local process is
- * waited for, `waits`); `cancel` stops it. Every method may be called again after a crash.
+ * A place training runs, followed by polling: `submit` hands the dataset over and starts the
+ * training (null when a cancel is pending and nothing was started), `follow` says where it stands
+ * (asked again every `pollMs`), `cancel` is called on each poll while a cancel is pending. Every
+ * method may be called again after a crash, by another worker.
  */
 export interface FineTuneProvider {
   readonly name: ProviderName;
-  readonly waits: boolean;
-  submit(job: ProviderJob, dataset: ProviderDataset, ctx: ProviderContext): Promise<{ providerJobId: string; state: ProviderState }>;
-  follow(job: ProviderJob & { providerJobId: string }, ctx: ProviderContext): Promise<ProviderState & { events?: ProviderEvent[] }>;
+  readonly pollMs: number;
+  submit(job: ProviderJob, dataset: ProviderDataset, ctx: ProviderContext): Promise<{ providerJobId: string; state: ProviderState } | null>;
+  follow(job: ProviderJob & { providerJobId: string }, ctx: Pick<ProviderContext, 'log'>): Promise<FollowResult>;
   cancel(job: ProviderJob & { providerJobId: string }, ctx: Pick<ProviderContext, 'log'>): Promise<void>;
 }
 
