@@ -90,7 +90,7 @@ describe('fine-tuning with a training command', () => {
     const spare = join(dataDir, 'spare-train.jsonl');
     writeFileSync(spare, '{"messages":[]}\n');
     const provider = commandProvider({ FINE_TUNE_COMMAND: `sh ${TRAIN_SCRIPT}`, FINE_TUNE_KILL_GRACE_MS: 2000, FINE_TUNE_COMMAND_POLL_MS: 50, FINE_TUNE_DATA_DIR: dataDir });
-    const pjob = { id: job.id, modelId: 'local-bot', baseModel: 'wait-adopt', providerJobId: null, providerTrainingFileId: null, providerValidationFileId: null, runs: 0, outputOffset: 0, cancelSentAt: null };
+    const pjob = { id: job.id, modelId: 'local-bot', baseModel: 'wait-adopt', providerJobId: null, providerTrainingFileId: null, providerValidationFileId: null, runs: 0, outputOffset: 0, cancelSentAt: null, dir: join(dataDir, job.id) };
     const first = await provider.submit(pjob, { trainingPath: spare, validationPath: null, dir: join(dataDir, job.id) }, { log: t.h.platform.log, cancelRequested: false, remember: async () => {} });
     await waitFor(() => scriptPids(dataDir, job.id).length === 1, { what: 'the unrecorded run started' });
 

@@ -4,19 +4,6 @@ import { z } from 'zod';
 export const PROVIDER_NAMES = ['openai-compatible', 'command'] as const;
 export type ProviderName = (typeof PROVIDER_NAMES)[number];
 
-const baseModels = z
-  .string()
-  .transform((raw, ctx) => {
-    try {
-      return JSON.parse(raw) as unknown;
-    } catch {
-      ctx.addIssue({ code: 'custom', message: 'must be a JSON object, e.g. {"support-bot":"gpt-4o-mini-2024-07-18"}' });
-      return z.NEVER;
-    }
-  })
-  .pipe(z.record(z.string().min(1), z.string().min(1).max(200), { error: 'must map model ids to base model names' }))
-  .default({});
-
 export const fineTuningEnvSchema = z
   .object({
     /** Let an analyze-errors run create (and start) a job for every model that meets the criteria. */
@@ -32,7 +19,11 @@ export const fineTuningEnvSchema = z
     /** A shell command for self-hosted training; gets the training (and validation) file paths as arguments. */
     FINE_TUNE_COMMAND: z.string().min(1).optional(),
     /** Base model per served model id, for jobs that do not name one; default: the model id itself. */
-    FINE_TUNE_BASE_MODELS: baseModels,
+    FINE_TUNE_BASE_MODELS: envVar.json(
+      z.record(z.string().min(1), z.string().min(1).max(200), { error: 'must map model ids to base model names' }),
+      {},
+      'e.g. {"support-bot":"gpt-4o-mini-2024-07-18"}',
+    ),
     /** Credits one job costs: reserved at start, charged on success, refunded on failure or cancel. */
     FINE_TUNE_CREDIT_COST: envVar.int(100, 0, 1_000_000_000),
     /** A dataset with fewer examples fails its job. */

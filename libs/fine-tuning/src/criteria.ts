@@ -16,9 +16,9 @@ export interface FineTuneStats {
   negative_feedback: number;
   error_rate: number | null;
   window_days: number;
-  /** The latest job that counts for the cooldown (not failed or cancelled). */
+  /** The latest started job that counts for the cooldown (not failed or cancelled). */
   last_job: { id: string; status: string; created_at: string } | null;
-  /** A job of this model that has not ended. */
+  /** A started job of this model that has not ended (one created but never started does not count). */
   active_job: { id: string; status: string } | null;
   cooldown_ends_at: string | null;
   account_id: string | null;
@@ -137,7 +137,7 @@ export async function computeFineTuneStats(
       SELECT DISTINCT ON (model_id, active) model_id, id, status, created_at, active FROM (
         SELECT model_id, id, status, created_at, status NOT IN ('succeeded', 'failed', 'cancelled') AS active
           FROM fine_tuning_jobs
-         WHERE model_id = ANY(${sql.param(models)}::text[]) AND status NOT IN ('failed', 'cancelled')) j
+         WHERE model_id = ANY(${sql.param(models)}::text[]) AND status NOT IN ('failed', 'cancelled') AND started_at IS NOT NULL) j
        ORDER BY model_id, active, created_at DESC`);
   const credits = accountId ? await accountCredits(db, [accountId]) : new Map<string, { balance: number }>();
   const byModel = <T extends { model_id: string }>(rows: T[]) => new Map(rows.map((r) => [r.model_id, r]));

@@ -1,6 +1,6 @@
 import { ApiError, createRouter, delay, errorSchema, jsonContent, standardErrors, waitQuerySchema, type GatewayContext } from '@caliber/platform';
 import { createRoute, z } from '@hono/zod-openapi';
-import { and, desc, eq, gt, lt, or, asc, sql, type SQL } from 'drizzle-orm';
+import { and, asc, desc, eq, gt, sql, type SQL } from 'drizzle-orm';
 import { baseModelFor } from './auto.ts';
 import { PROVIDER_NAMES, providerProblem, type FineTuningConfig, type ProviderName } from './config.ts';
 import { accountCredits, grantCredits, ledgerPage } from './credits.ts';
@@ -319,9 +319,9 @@ export function fineTuningRoutes(ctx: GatewayContext, config: FineTuningConfig) 
     if (q.account_id) filters.push(eq(fineTuningJobs.accountId, q.account_id));
     if (q.status) filters.push(eq(fineTuningJobs.status, q.status));
     if (q.cursor) {
-      const after = await loadJob(ctx.db, q.cursor);
-      if (!after) throw new ApiError(400, 'invalid_request', 'cursor: not a cursor this route gave');
-      filters.push(or(lt(fineTuningJobs.createdAt, after.createdAt), and(eq(fineTuningJobs.createdAt, after.createdAt), lt(fineTuningJobs.id, after.id)))!);
+      if (!(await loadJob(ctx.db, q.cursor))) throw new ApiError(400, 'invalid_request', 'cursor: not a cursor this route gave');
+      // Compared in Postgres, at the timestamp's full (microsecond) precision.
+      filters.push(sql`(${fineTuningJobs.createdAt}, ${fineTuningJobs.id}) < (SELECT created_at, id FROM fine_tuning_jobs WHERE id = ${q.cursor})`);
     }
     const rows = await ctx.db
       .select()

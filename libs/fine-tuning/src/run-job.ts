@@ -1,5 +1,6 @@
-import { runAgainLater, type Database, type JobContext, type Logger, type PlatformContext } from '@caliber/platform';
+import { runAgainLater, unavailableService, type Database, type JobContext, type Logger, type PlatformContext } from '@caliber/platform';
 import { DelayedError, UnrecoverableError } from 'bullmq';
+import { dirname } from 'node:path';
 import { eq, sql } from 'drizzle-orm';
 import pg from 'pg';
 import { providerProblem, type FineTuningConfig, type ProviderName } from './config.ts';
@@ -57,6 +58,7 @@ function providerJob(row: FineTuneJobRow): ProviderJob {
     runs: row.runs,
     outputOffset: row.outputOffset,
     cancelSentAt: row.cancelSentAt,
+    dir: row.datasetPath ? dirname(row.datasetPath) : null,
   };
 }
 
@@ -81,12 +83,20 @@ const passThrough = (err: unknown) => err instanceof DelayedError || err instanc
  * after a crash resumes where the last committed step left off.
  */
 export async function processFineTuneRun(deps: FineTuningDeps, jobId: string, ctx: JobContext): Promise<FineTuneJobView> {
-  const outcome = await withJobLock(deps.platform.pool, jobId, () => new FineTuneRun(deps, jobId, ctx).run());
-  if (outcome === NOT_LOCKED) {
-    ctx.log.info('another worker is stepping this job; checking again later');
-    return runAgainLater(ctx, 1_000);
+  try {
+    const outcome = await withJobLock(deps.platform.pool, jobId, () => new FineTuneRun(deps, jobId, ctx).run());
+    if (outcome === NOT_LOCKED) {
+      ctx.log.info('another worker is stepping this job; checking again later');
+      return await runAgainLater(ctx, 1_000);
+    }
+    return outcome;
+  } catch (err) {
+    // Postgres not answering says nothing about the training: try again later rather than spend
+    // the queue job's attempts, which last the job's whole life.
+    if (passThrough(err) || unavailableService(err) !== 'postgres') throw err;
+    ctx.log.warn({ err: (err as Error).message }, 'Postgres is not answering; trying this fine-tuning job again shortly');
+    return runAgainLater(ctx, Math.min(deps.config.FINE_TUNE_POLL_MS, 10_000));
   }
-  return outcome;
 }
 
 class FineTuneRun {
@@ -146,7 +156,7 @@ class FineTuneRun {
   async #fail(job: FineTuneJobRow, reason: string, provider?: FineTuneProvider): Promise<never> {
     const { ended } = await endJob(this.#db, job.id, 'failed', { error: reason, message: reason });
     if (ended && provider && job.providerJobId) {
-      await provider.cancel(started(job), this.ctx).catch((err: unknown) => this.ctx.log.warn({ err: (err as Error).message }, 'could not stop the training of a failed job'));
+      await provider.cancel(started(job), this.ctx, { final: true }).catch((err: unknown) => this.ctx.log.warn({ err: (err as Error).message }, 'could not stop the training of a failed job'));
     }
     throw new UnrecoverableError(reason);
   }
@@ -183,7 +193,7 @@ class FineTuneRun {
     await addEvents(this.#db, job.id, [
       { kind: 'info', message: `dataset written again on this worker${same ? '' : ` and it differs (responses were deleted since): ${ds.trainingRows} training, ${ds.validationRows} validation examples`}` },
     ]);
-    if (!same) await patchActiveJob(this.#db, job.id, datasetStats(ds));
+    await patchActiveJob(this.#db, job.id, datasetStats(ds));
     return { trainingPath: ds.paths.training, validationPath: ds.validationPath, dir: paths.dir };
   }
 
@@ -217,7 +227,7 @@ class FineTuneRun {
     );
     if (!moved) {
       // Ended while this worker was submitting: the training must not run for nothing.
-      await provider.cancel({ ...providerJob(job), runs: job.runs + 1, providerJobId: submitted.providerJobId }, this.ctx).catch((err: unknown) =>
+      await provider.cancel({ ...providerJob(job), dir: dataset.dir, runs: job.runs + 1, providerJobId: submitted.providerJobId }, this.ctx, { final: true }).catch((err: unknown) =>
         this.ctx.log.warn({ err: (err as Error).message }, 'could not stop the training of an ended job'),
       );
     }
@@ -225,13 +235,19 @@ class FineTuneRun {
 
   /** Ask the provider once, store what it says, and come back in its poll interval. */
   async #poll(job: FineTuneJobRow, provider: FineTuneProvider): Promise<FineTuneJobView> {
+    const next = await this.#pollOnce(job, provider);
+    if ('view' in next) return next.view;
+    return runAgainLater(this.ctx, next.againInMs);
+  }
+
+  async #pollOnce(job: FineTuneJobRow, provider: FineTuneProvider): Promise<{ view: FineTuneJobView } | { againInMs: number }> {
     const { config } = this.deps;
     // Right after a cancel is passed on, look again soon to see it take effect.
-    const cancelJustSent = Boolean(job.cancelRequestedAt && !job.cancelSentAt);
+    let cancelJustSent = false;
     try {
-      if (job.cancelRequestedAt) {
-        await provider.cancel(started(job), this.ctx);
-        if (!job.cancelSentAt) job = (await patchActiveJob(this.#db, job.id, { cancelSentAt: sql`now()` })) ?? job;
+      if (job.cancelRequestedAt && (await provider.cancel(started(job), this.ctx)) && !job.cancelSentAt) {
+        cancelJustSent = true;
+        job = (await patchActiveJob(this.#db, job.id, { cancelSentAt: sql`now()` })) ?? job;
       }
       const state = await provider.follow(started(job), this.ctx);
       const fineTunedModel = await this.#record(job, state);
@@ -241,21 +257,26 @@ class FineTuneRun {
             fineTunedModel,
             message: fineTunedModel ? `fine-tuned model ${fineTunedModel}` : 'training finished (the provider named no model)',
           });
-          return describeFineTuneJob(row!);
+          return { view: describeFineTuneJob(row!) };
         }
         case 'failed':
           return await this.#fail(job, state.error ?? `the provider reported the job ${state.providerStatus}`);
         case 'cancelled': {
           const { row } = await endJob(this.#db, job.id, 'cancelled', { message: job.cancelRequestedAt ? 'cancelled as requested' : `cancelled at the provider (${state.providerStatus})` });
-          return describeFineTuneJob(row!);
+          return { view: describeFineTuneJob(row!) };
         }
-        case 'elsewhere':
-          // Only a worker on that host can see the process: hand the job back until one takes it.
-          if (job.pollFailures === 0) {
-            await addEvents(this.#db, job.id, [{ kind: 'info', message: `the training command ${state.providerStatus}; waiting for a fine-tune worker there` }]);
-            await patchActiveJob(this.#db, job.id, { pollFailures: 1 });
+        case 'elsewhere': {
+          // Only a worker on that host can see the process: hand the job back until one takes it,
+          // and give up when none has for FINE_TUNE_MAX_POLL_FAILURES polls in a row (that host,
+          // or container, is gone).
+          const misses = job.pollFailures + 1;
+          if (misses >= config.FINE_TUNE_MAX_POLL_FAILURES) {
+            return await this.#fail(job, `the training command ${state.providerStatus}, and no fine-tune worker there has looked at it in ${misses} polls; that host may be gone`);
           }
-          return await runAgainLater(this.ctx, provider.pollMs);
+          await patchActiveJob(this.#db, job.id, { pollFailures: misses });
+          if (misses === 1) await addEvents(this.#db, job.id, [{ kind: 'info', message: `the training command ${state.providerStatus}; waiting for a fine-tune worker there` }]);
+          return { againInMs: provider.pollMs };
+        }
         default: {
           if (state.status === 'running' && job.status === 'submitted') {
             await transition(this.#db, job.id, ['submitted'], 'running', { pollFailures: 0 }, `provider says ${state.providerStatus}`);
@@ -263,20 +284,22 @@ class FineTuneRun {
             await patchActiveJob(this.#db, job.id, { pollFailures: 0 });
           }
           await this.ctx.job.updateProgress({ status: state.status, provider_status: state.providerStatus }).catch(() => {});
-          return await runAgainLater(this.ctx, cancelJustSent ? Math.min(provider.pollMs, 1_000) : provider.pollMs);
+          // Output left to copy is read at once rather than a poll interval per MiB.
+          if (state.output?.more) return { againInMs: 0 };
+          return { againInMs: cancelJustSent ? Math.min(provider.pollMs, 1_000) : provider.pollMs };
         }
       }
     } catch (err) {
-      if (passThrough(err)) throw err;
+      if (passThrough(err) || unavailableService(err) === 'postgres') throw err;
       if (err instanceof PermanentProviderError) return this.#fail(job, err.message, provider);
-      // The provider or the database did not answer: polls keep trying, and the queue job's
-      // attempts are left for the steps that build and submit.
+      // The provider did not answer: polls keep trying, and the queue job's attempts are left for
+      // the steps that build and submit.
       const failures = job.pollFailures + 1;
       const message = (err as Error).message;
       if (failures >= config.FINE_TUNE_MAX_POLL_FAILURES) return this.#fail(job, `gave up after ${failures} failed polls in a row: ${message}`, provider);
       await patchActiveJob(this.#db, job.id, { pollFailures: failures });
       await addEvents(this.#db, job.id, [{ kind: 'info', message: `poll failed (${failures} of ${config.FINE_TUNE_MAX_POLL_FAILURES} in a row): ${message}` }]);
-      return runAgainLater(this.ctx, provider.pollMs);
+      return { againInMs: provider.pollMs };
     }
   }
 
@@ -327,7 +350,7 @@ export async function failFineTuneJobForGood(deps: FineTuningDeps, jobId: string
   const { ended } = await endJob(deps.platform.db, jobId, 'failed', { error: `gave up: ${err.message}`, message: `the queue job failed for good: ${err.message}` });
   const provider = deps.providers.get(job.provider as ProviderName);
   if (ended && provider && job.providerJobId) {
-    await provider.cancel(started(job), { log }).catch((cancelErr: unknown) => log.warn({ err: (cancelErr as Error).message }, 'could not stop the training of a job given up'));
+    await provider.cancel(started(job), { log }, { final: true }).catch((cancelErr: unknown) => log.warn({ err: (cancelErr as Error).message }, 'could not stop the training of a job given up'));
   }
   return ended;
 }

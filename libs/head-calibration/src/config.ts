@@ -24,18 +24,7 @@ export const headCalibrationEnvSchema = z.object({
   CALIBRATION_DRIFT_MEDIAN: threshold(0.05),
   CALIBRATION_DRIFT_IQR: threshold(0.1),
   /** Per-head thresholds, e.g. `{"effnet/mood_happy":{"jsd":0.15}}`. */
-  CALIBRATION_DRIFT_OVERRIDES: z
-    .string()
-    .transform((text, ctx) => {
-      try {
-        return JSON.parse(text) as unknown;
-      } catch {
-        ctx.addIssue({ code: 'custom', message: 'must be JSON' });
-        return z.NEVER;
-      }
-    })
-    .pipe(overridesSchema)
-    .default({}),
+  CALIBRATION_DRIFT_OVERRIDES: envVar.json(overridesSchema, {}, 'e.g. {"effnet/mood_happy":{"jsd":0.15}}'),
   /** Optional cron pattern for a recurring calibration run (development mode only). */
   CALIBRATION_CRON: z.string().optional(),
   /** Once every reference update of a run is installed, re-tag the files of the heads it moved. */

@@ -44,6 +44,20 @@ export const envVar = {
   bool: (def: boolean) => z.stringbool().default(def),
   url: (def: string, protocols: RegExp) =>
     z.url({ protocol: protocols, error: `must be a URL (${protocols.source})` }).default(def),
+  /** JSON text checked against `schema`; `hint` is shown when it is not JSON at all. */
+  json: <S extends z.ZodType>(schema: S, def: z.input<S>, hint: string) =>
+    z
+      .string()
+      .transform((text, ctx) => {
+        try {
+          return JSON.parse(text) as unknown;
+        } catch {
+          ctx.addIssue({ code: 'custom', message: `must be JSON, ${hint}` });
+          return z.NEVER;
+        }
+      })
+      .pipe(schema)
+      .default(def as never),
 };
 
 export const platformEnvSchema = z

@@ -33,12 +33,16 @@ export function jobAccepted(job: Job) {
 
 const iso = (ms: number | undefined | null) => (ms ? new Date(ms).toISOString() : null);
 
-export async function describeJob(job: Job) {
+/**
+ * A job as the job route shows it. `state` must be read before `job` was fetched: the other way
+ * round a job finishing in between shows as completed without its result.
+ */
+export function describeJob(job: Job, state: string) {
   return {
     id: job.id ?? '',
     queue: job.queueName,
     name: job.name,
-    state: await job.getState(),
+    state,
     progress: job.progress,
     data: job.data,
     result: job.returnvalue ?? null,

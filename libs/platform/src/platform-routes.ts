@@ -133,9 +133,11 @@ export function platformRoutes(
 
   app.openapi(jobRoute, async (c) => {
     const { queue, id } = c.req.valid('param');
-    const job = await ctx.queues.connected(assertQueueName(queue)).getJob(id);
-    if (!job) throw new ApiError(404, 'not_found', `No job ${id} in queue ${queue}`);
-    return c.json(await describeJob(job), 200);
+    const q = ctx.queues.connected(assertQueueName(queue));
+    const state = await q.getJobState(id);
+    const job = await q.getJob(id);
+    if (!job || state === 'unknown') throw new ApiError(404, 'not_found', `No job ${id} in queue ${queue}`);
+    return c.json(describeJob(job, state), 200);
   });
 
   app.openapi(schedulesRoute, async (c) => c.json({ items: await describeSchedules(ctx.queues, opts.schedules) }, 200));

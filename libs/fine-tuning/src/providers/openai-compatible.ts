@@ -127,8 +127,8 @@ export function openAiCompatibleProvider(config: Pick<FineTuningConfig, 'FINE_TU
       return { ...stateOf(remote), events };
     },
 
-    async cancel(job, ctx) {
-      if (job.cancelSentAt) return; // asked once; the polls read when it takes effect
+    async cancel(job, ctx, opts = {}) {
+      if (job.cancelSentAt && !opts.final) return false; // asked once; the polls read when it takes effect
       try {
         await client.fineTuning.jobs.cancel(job.providerJobId);
       } catch (err) {
@@ -136,7 +136,7 @@ export function openAiCompatibleProvider(config: Pick<FineTuningConfig, 'FINE_TU
         if (!isPermanent(err)) throw describe(err, 'the cancel request');
         ctx.log.info({ err: (err as Error).message }, 'provider refused the cancel; reading the job status instead');
       }
+      return true;
     },
   };
 }
-

@@ -15,6 +15,8 @@ export interface ProviderJob {
   outputOffset: number;
   /** When a cancel was passed on to the provider, if it was. */
   cancelSentAt: Date | null;
+  /** The job's directory, where its dataset was written (null before it was). */
+  dir: string | null;
 }
 
 export interface ProviderDataset {
@@ -46,8 +48,8 @@ export interface ProviderEvent {
 export interface FollowResult extends ProviderState {
   /** The provider's own events, stored once each (by id) however often they are seen. */
   events?: ProviderEvent[];
-  /** A command's new output lines, and the offset to read from next time. */
-  output?: { lines: string[]; offset: number };
+  /** A command's new output lines, the offset to read from next time, and whether more is waiting. */
+  output?: { lines: string[]; offset: number; more?: boolean };
 }
 
 export interface ProviderContext {
@@ -61,15 +63,16 @@ export interface ProviderContext {
 /**
  * A place training runs, followed by polling: `submit` hands the dataset over and starts the
  * training (null when a cancel is pending and nothing was started), `follow` says where it stands
- * (asked again every `pollMs`), `cancel` is called on each poll while a cancel is pending. Every
- * method may be called again after a crash, by another worker.
+ * (asked again every `pollMs`), `cancel` is called on each poll while a cancel is pending and says
+ * whether it passed something on (`final`: the job has ended, stop the training now). Every method
+ * may be called again after a crash, by another worker.
  */
 export interface FineTuneProvider {
   readonly name: ProviderName;
   readonly pollMs: number;
   submit(job: ProviderJob, dataset: ProviderDataset, ctx: ProviderContext): Promise<{ providerJobId: string; state: ProviderState } | null>;
   follow(job: ProviderJob & { providerJobId: string }, ctx: Pick<ProviderContext, 'log'>): Promise<FollowResult>;
-  cancel(job: ProviderJob & { providerJobId: string }, ctx: Pick<ProviderContext, 'log'>): Promise<void>;
+  cancel(job: ProviderJob & { providerJobId: string }, ctx: Pick<ProviderContext, 'log'>, opts?: { final?: boolean }): Promise<boolean>;
 }
 
 /** A failure retrying will not fix (the provider refused the request): the job fails at once. */
