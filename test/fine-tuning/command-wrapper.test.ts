@@ -35,14 +35,17 @@ async function runCommand(command: string, baseModel: string, opts: { cancelAfte
   job = { ...job, providerJobId: submitted!.providerJobId, runs: 1 };
   const lines: string[] = [];
   let state: FollowResult | undefined;
+  // As the runner does: a model named in any poll's lines is kept.
+  let model: string | null = null;
   await waitFor(async () => {
     if (opts.cancelAfter?.(job) && (await provider.cancel(job, { log })) && !job.cancelSentAt) job = { ...job, cancelSentAt: new Date() };
     state = await provider.follow(job, { log });
     lines.push(...(state.output?.lines ?? []));
+    model = state.fineTunedModel ?? model;
     job = { ...job, outputOffset: state.output?.offset ?? job.outputOffset };
     return state.status !== 'running';
   }, { what: `${command} to end`, timeoutMs: 20_000 });
-  return { state: state!, lines, dir, pid: Number(submitted!.providerJobId.slice(4).split('@')[0]) };
+  return { state: { ...state!, fineTunedModel: model }, lines, dir };
 }
 
 describe('the command wrapper', () => {
