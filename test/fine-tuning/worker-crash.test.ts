@@ -7,7 +7,7 @@ import { ProviderStandIn } from './provider-stand-in.ts';
 import { alive, createJob, FT, grant, jobWhen, letGo, scriptPids, seedCorrections, TRAIN_SCRIPT } from './seed.ts';
 
 // Workers are real processes here, so one can be killed in the middle of a job; short locks bring
-// its job back within a couple of seconds.
+// its job back within seconds (not so short that a starved worker on a busy CI host loses its own).
 const standIn = new ProviderStandIn();
 const dataDir = mkdtempSync(join(tmpdir(), 'caliber-ft-crash-'));
 let env: TestEnv;
@@ -18,7 +18,7 @@ async function startWorker(extra: Record<string, string> = {}): Promise<ChildSer
   const w = spawnService('apps/worker/src/main.ts', ['--queues', 'fine-tune'], {
     ...env.env,
     LOG_LEVEL: 'info',
-    WORKER_LOCK_DURATION_MS: '2000',
+    WORKER_LOCK_DURATION_MS: '5000',
     WORKER_STALLED_INTERVAL_MS: '1000',
     ...extra,
   });

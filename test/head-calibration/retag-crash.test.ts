@@ -5,7 +5,8 @@ import { libraryBatch, skewed } from '../fixtures.ts';
 import { createTestEnv, Harness, spawnService, waitFor, type ChildService, type TestEnv } from '../harness.ts';
 
 // Workers are real processes here so one can be SIGKILLed mid-backlog; short locks bring its job
-// back within a couple of seconds.
+// back within seconds. At 2 s a worker starved of CPU by the rest of the suite lost the lock of
+// its own job three times and BullMQ failed the job for stalling.
 let env: TestEnv;
 let h: Harness;
 const children: ChildService[] = [];
@@ -15,7 +16,7 @@ const startWorker = async () => {
     LOG_LEVEL: 'info',
     RETAG_BATCH_SIZE: '50',
     RETAG_FILE_CONCURRENCY: '1',
-    WORKER_LOCK_DURATION_MS: '2000',
+    WORKER_LOCK_DURATION_MS: '5000',
     WORKER_STALLED_INTERVAL_MS: '1000',
   });
   children.push(w);

@@ -4,11 +4,11 @@ import { libraryBatch, skewed } from '../fixtures.ts';
 import { createTestEnv, Harness, spawnService, waitFor, type ChildService, type TestEnv } from '../harness.ts';
 
 // Workers run as real processes here, so they can be killed; short locks make a dead worker's job
-// come back within a couple of seconds instead of 30.
+// come back within seconds instead of 30.
 let env: TestEnv;
 let h: Harness;
 const children: ChildService[] = [];
-const workerEnv = () => ({ ...env.env, LOG_LEVEL: 'info', WORKER_LOCK_DURATION_MS: '2000', WORKER_STALLED_INTERVAL_MS: '1000' });
+const workerEnv = () => ({ ...env.env, LOG_LEVEL: 'info', WORKER_LOCK_DURATION_MS: '5000', WORKER_STALLED_INTERVAL_MS: '1000' });
 const startWorker = async () => {
   const w = spawnService('apps/worker/src/main.ts', ['--queues', 'calibrate,update-reference'], workerEnv());
   children.push(w);
