@@ -1,4 +1,4 @@
-import { ApiError, createRouter, delay, errorSchema, jsonContent, standardErrors, waitQuerySchema, type GatewayContext } from '@caliber/platform';
+import { ApiError, createRouter, errorSchema, jsonContent, standardErrors, waitQuerySchema, type GatewayContext } from '@caliber/platform';
 import { createRoute, z } from '@hono/zod-openapi';
 import { and, asc, desc, eq, gt, sql, type SQL } from 'drizzle-orm';
 import { baseModelFor } from './auto.ts';
@@ -272,16 +272,8 @@ export function fineTuningRoutes(ctx: GatewayContext, config: FineTuningConfig) 
 
   /** With ?wait=true: waits for the job's current queue job to end, then answers the job as it is. */
   async function waitForEnd(row: FineTuneJobRow, timeoutSeconds: number): Promise<{ row: FineTuneJobRow; ended: boolean }> {
-    const deadline = Date.now() + timeoutSeconds * 1000;
     if (!isTerminal(row.status) && row.queueJobId) {
-      const queue = ctx.queues.connected('fine-tune');
-      // The relay may not have moved the outbox event into BullMQ yet.
-      let job = await queue.getJob(row.queueJobId);
-      while (!job && Date.now() < deadline) {
-        await delay(25);
-        job = await queue.getJob(row.queueJobId);
-      }
-      if (job) await ctx.waiter.waitForJob(job, deadline - Date.now());
+      await ctx.waiter.waitForJobById('fine-tune', row.queueJobId, Date.now() + timeoutSeconds * 1000);
     }
     const now = (await loadJob(ctx.db, row.id)) ?? row;
     return { row: now, ended: isTerminal(now.status) };

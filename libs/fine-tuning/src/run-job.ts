@@ -1,5 +1,5 @@
-import { runAgainLater, unavailableService, type Database, type JobContext, type Logger, type PlatformContext } from '@caliber/platform';
-import { DelayedError, UnrecoverableError } from 'bullmq';
+import { isDelayedError, runAgainLater, unavailableService, type Database, type JobContext, type Logger, type PlatformContext } from '@caliber/platform';
+import { UnrecoverableError } from 'bullmq';
 import { dirname } from 'node:path';
 import { eq, sql } from 'drizzle-orm';
 import pg from 'pg';
@@ -74,7 +74,8 @@ function datasetStats(ds: BuiltDataset) {
   };
 }
 
-const passThrough = (err: unknown) => err instanceof DelayedError || err instanceof UnrecoverableError || (err as Error)?.name === 'DelayedError';
+/** Errors that end an attempt on purpose (delayed, or failed for good), not failures of a step. */
+const passThrough = (err: unknown) => isDelayedError(err) || err instanceof UnrecoverableError;
 
 /**
  * One step run of a fine-tuning job, from wherever it stands: build the dataset, submit it, then

@@ -4,7 +4,7 @@ export { createDatabase, ensureDatabaseExists, runMigrations, withAdvisoryLock, 
 export { closeRedis, createRedis, pingRedis, type Redis } from './redis.ts';
 export { defineJob, defaultJobOptions, isQueueName, jobKey, queuePrefix, Queues, QueueUnavailableError, QUEUE_NAMES, type JobDefinition, type QueueName } from './queues.ts';
 export { appendOutbox, outboxEvent, outboxJobId, OutboxRelay, type OutboxEvent } from './outbox.ts';
-export { createQueueProcessor, jobHandler, runAgainLater, type JobContext, type JobHandler } from './processor.ts';
+export { createQueueProcessor, isDelayedError, jobHandler, runAgainLater, type JobContext, type JobHandler } from './processor.ts';
 export { concurrencyEnvName, loadQueueConcurrency, startWorkers, type RunningWorkers } from './worker-runtime.ts';
 export { describeSchedules, runScheduleNow, syncSchedules, type ScheduleDefinition } from './schedules.ts';
 export { createPlatform, type DomainModule, type GatewayContext, type PlatformContext } from './context.ts';

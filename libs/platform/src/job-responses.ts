@@ -101,6 +101,20 @@ export class JobWaiter {
     }
   }
 
+  /**
+   * Waits for the job `id` of `queue`, which an outbox relay may not have added to BullMQ yet (it
+   * is polled for until it is there), until `deadline` (epoch ms).
+   */
+  async waitForJobById(queue: QueueName, id: string, deadline: number): Promise<WaitOutcome> {
+    const q = this.opts.queues.get(queue);
+    let job: Job | undefined;
+    while (!(job = await q.getJob(id))) {
+      if (Date.now() >= deadline) return { state: 'timeout' };
+      await delay(25);
+    }
+    return this.waitForJob(job, deadline - Date.now());
+  }
+
   /** Waits for every job that `causedBy` started through the outbox, until `deadline` (epoch ms). */
   async waitForDownstream(causedBy: string, deadline: number): Promise<WaitOutcome> {
     const { rows } = await this.opts.pool.query<{ id: number; queue: string }>(
@@ -110,14 +124,7 @@ export class JobWaiter {
     const results: unknown[] = [];
     for (const row of rows) {
       if (!isQueueName(row.queue)) continue;
-      const queue = this.opts.queues.get(row.queue);
-      let job: Job | undefined;
-      // The relay may not have moved the row into BullMQ yet: poll for the job until the deadline.
-      while (!(job = await queue.getJob(outboxJobId(row.id)))) {
-        if (Date.now() >= deadline) return { state: 'timeout' };
-        await delay(25);
-      }
-      const outcome = await this.waitForJob(job, deadline - Date.now());
+      const outcome = await this.waitForJobById(row.queue, outboxJobId(row.id), deadline);
       if (outcome.state !== 'completed') return outcome;
       results.push(outcome.result);
     }

@@ -27,7 +27,8 @@ export async function runAgainLater(ctx: Pick<JobContext, 'job' | 'token'>, ms: 
   throw new DelayedError();
 }
 
-function isDelayed(err: unknown): boolean {
+/** Whether `err` is the DelayedError that ends an attempt moved to the delayed set. */
+export function isDelayedError(err: unknown): boolean {
   return err instanceof DelayedError || (err as Error | undefined)?.name === 'DelayedError';
 }
 
@@ -74,7 +75,7 @@ export function createQueueProcessor(
       status = 'completed';
       return result;
     } catch (err) {
-      if (isDelayed(err)) {
+      if (isDelayedError(err)) {
         status = 'delayed';
         log.debug('job delayed until its next check');
       } else log.warn({ err }, 'job attempt failed');
