@@ -1,5 +1,6 @@
 import { bestModelBench } from './best-model.ts';
 import { calibrateBench } from './calibrate.ts';
+import { confidenceIngestBench, confidenceQueryBench } from './confidence.ts';
 import { fineTuneDatasetBench } from './fine-tuning.ts';
 import { retagEnqueueBench } from './retag-enqueue.ts';
 import { analyzeErrorsBench, feedbackIngestBench } from './response-quality.ts';
@@ -14,6 +15,9 @@ const BENCHMARKS: Record<string, () => Promise<void>> = {
   'feedback-ingest': () => feedbackIngestBench(),
   'analyze-errors': () => analyzeErrorsBench(),
   'fine-tune-dataset': () => fineTuneDatasetBench(),
+  'confidence-ingest': () => confidenceIngestBench(),
+  // One seed, two lines: confidence-trends and confidence-dashboard.
+  'confidence-query': () => confidenceQueryBench(),
 };
 
 const wanted = process.argv.slice(2);

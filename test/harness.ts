@@ -15,6 +15,7 @@ import { headCalibrationModule, loadHeadCalibrationConfig } from '../libs/head-c
 import { loadModelCatalogConfig, modelCatalogModule } from '../libs/model-catalog/src/index.ts';
 import { loadResponseQualityConfig, responseQualityModule } from '../libs/response-quality/src/index.ts';
 import { fineTuningModule, loadFineTuningConfig } from '../libs/fine-tuning/src/index.ts';
+import { confidenceModule, loadConfidenceConfig } from '../libs/confidence/src/index.ts';
 import {
   createLogger,
   createPlatform,
@@ -120,6 +121,7 @@ export function testModules(env: Record<string, string>): DomainModule[] {
     modelCatalogModule(loadModelCatalogConfig(env)),
     responseQualityModule(loadResponseQualityConfig(env)),
     fineTuningModule(loadFineTuningConfig(env)),
+    confidenceModule(loadConfidenceConfig(env)),
   ];
 }
 
@@ -186,7 +188,26 @@ export class Harness {
     return (await this.platform.pool.query<T>(text, params)).rows;
   }
 
+  #owner: pg.Pool | undefined;
+
+  /**
+   * A query as the login user without Caliber's role: the test server's superuser, which row-level
+   * security does not apply to. For asserting what was stored across tenants.
+   */
+  async ownerQuery<T extends pg.QueryResultRow = Record<string, any>>(text: string, params: unknown[] = []): Promise<T[]> {
+    this.#owner ??= new pg.Pool({ connectionString: this.testEnv.databaseUrl, max: 2 });
+    return (await this.#owner.query<T>(text, params)).rows;
+  }
+
+  /** Creates a tenant through the admin route; returns its id and key. */
+  async createTenant(name: string): Promise<{ id: string; key: string }> {
+    const res = await this.request('POST', '/admin/tenants', { json: { name } });
+    if (res.status !== 201) throw new Error(`creating tenant ${name}: ${res.status} ${res.text}`);
+    return { id: res.body.id, key: res.body.api_key };
+  }
+
   async stop(): Promise<void> {
+    await this.#owner?.end();
     await this.workers?.close(5_000);
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
     await this.gateway.close();

@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { confidenceModule, loadConfidenceConfig } from '@caliber/confidence';
 import { headCalibrationModule, importCalibrationBundle, InvalidBundleError, loadHeadCalibrationConfig, readBundleDir } from '@caliber/head-calibration';
 import { loadModelCatalogConfig, modelCatalogModule } from '@caliber/model-catalog';
 import { fineTuningModule, loadFineTuningConfig } from '@caliber/fine-tuning';
@@ -53,14 +54,15 @@ async function start(): Promise<number> {
     );
   }
   // Every setting is checked here, so a wrong value stops start-up before any process is launched.
-  const [config, heads, catalog, quality, fineTuning] = loadAll(
+  const [config, heads, catalog, quality, fineTuning, confidence] = loadAll(
     () => loadPlatformConfig(env),
     () => loadHeadCalibrationConfig(env),
     () => loadModelCatalogConfig(env),
     () => loadResponseQualityConfig(env),
     () => loadFineTuningConfig(env),
+    () => loadConfidenceConfig(env),
   );
-  const modules = [headCalibrationModule(heads), modelCatalogModule(catalog), responseQualityModule(quality), fineTuningModule(fineTuning)];
+  const modules = [headCalibrationModule(heads), modelCatalogModule(catalog), responseQualityModule(quality), fineTuningModule(fineTuning), confidenceModule(confidence)];
 
   const { createdDatabase } = await preflight(config);
   if (createdDatabase) say(`created database ${new URL(config.DATABASE_URL).pathname.slice(1)}`);

@@ -1,14 +1,15 @@
 import {
-  adminAuth,
   bullBoard,
   createGatewayMetrics,
   createRouter,
   errorBody,
+  gatewayAuth,
   JobWaiter,
   loginRoutes,
   onError,
   onNotFound,
   platformRoutes,
+  tenantAdminRoutes,
   type DomainModule,
   type GatewayContext,
   type PlatformContext,
@@ -27,7 +28,9 @@ export function createGateway(platform: PlatformContext, modules: DomainModule[]
   const ctx: GatewayContext = { ...platform, waiter };
   const metrics = createGatewayMetrics({ queues: platform.queues, redis: platform.redis, config: platform.config });
   const schedules = modules.flatMap((m) => m.schedules?.(platform.config) ?? []);
-  const auth = adminAuth(platform.config.CALIBER_API_KEY);
+  const tenantRouters = modules.flatMap((m) => m.tenantRoutes?.(ctx) ?? []);
+  const isTenantPath = tenantPathMatcher(tenantRouters.flatMap((r) => r.routes.map((route) => route.path)));
+  const auth = gatewayAuth({ apiKey: platform.config.CALIBER_API_KEY, pool: platform.pool, isTenantPath });
 
   const app = createRouter();
   app.use('*', requestId());
@@ -51,10 +54,12 @@ export function createGateway(platform: PlatformContext, modules: DomainModule[]
   app.route('/', loginRoutes(platform.config.CALIBER_API_KEY));
   app.route('/', platformRoutes(ctx, { schedules, metrics }));
   app.route('/admin/queues', bullBoard(ctx));
+  app.route('/', tenantAdminRoutes(ctx));
   for (const module of modules) {
     const routes = module.routes?.(ctx);
     if (routes) app.route('/', routes);
   }
+  for (const routes of tenantRouters) app.route('/', routes);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
   app.doc31('/openapi.json', {
@@ -65,6 +70,15 @@ export function createGateway(platform: PlatformContext, modules: DomainModule[]
   app.notFound(onNotFound);
 
   return { app, ctx, close: () => waiter.close() };
+}
+
+/** Whether a path is one of the tenant routes (Hono patterns: `/confidence/jobs/:id`). */
+export function tenantPathMatcher(patterns: string[]): (path: string) => boolean {
+  const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const regexes = [...new Set(patterns)]
+    .filter((p) => p !== '*' && p !== '/*')
+    .map((p) => new RegExp(`^${p.split('/').map((part) => (part.startsWith(':') ? '[^/]+' : escape(part))).join('/')}/?$`));
+  return (path) => regexes.some((r) => r.test(path));
 }
 
 export type Gateway = ReturnType<typeof createGateway>;

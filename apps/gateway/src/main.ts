@@ -1,4 +1,5 @@
 import { serve } from '@hono/node-server';
+import { confidenceModule } from '@caliber/confidence';
 import { headCalibrationModule } from '@caliber/head-calibration';
 import { modelCatalogModule } from '@caliber/model-catalog';
 import { fineTuningModule } from '@caliber/fine-tuning';
@@ -8,7 +9,7 @@ import { createGateway } from './app.ts';
 
 runMain(async () => {
   const config = loadPlatformConfig();
-  const modules = [headCalibrationModule(), modelCatalogModule(), responseQualityModule(), fineTuningModule()];
+  const modules = [headCalibrationModule(), modelCatalogModule(), responseQualityModule(), fineTuningModule(), confidenceModule()];
   const platform = createPlatform(config, { name: 'gateway' });
   const gateway = createGateway(platform, modules);
   const server = serve({ fetch: gateway.app.fetch, port: config.PORT });

@@ -1,3 +1,4 @@
+import { confidenceModule } from '@caliber/confidence';
 import { headCalibrationModule } from '@caliber/head-calibration';
 import { modelCatalogModule } from '@caliber/model-catalog';
 import { fineTuningModule } from '@caliber/fine-tuning';
@@ -8,7 +9,7 @@ import { parseQueuesArg, startWorkerProcess } from './worker.ts';
 runMain(async () => {
   const config = loadPlatformConfig();
   const queues = parseQueuesArg(process.argv.slice(2));
-  const modules = [headCalibrationModule(), modelCatalogModule(), responseQualityModule(), fineTuningModule()];
+  const modules = [headCalibrationModule(), modelCatalogModule(), responseQualityModule(), fineTuningModule(), confidenceModule()];
   const platform = createPlatform(config, { name: `worker${queues ? `-${queues.join('+')}` : ''}` });
   const { running, schedulesRegistered } = startWorkerProcess(platform, modules, { queues });
 

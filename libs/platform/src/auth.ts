@@ -3,7 +3,9 @@ import type { Context, MiddlewareHandler } from 'hono';
 import { getCookie, setCookie, deleteCookie } from 'hono/cookie';
 import { html } from 'hono/html';
 import { Hono } from 'hono';
+import type pg from 'pg';
 import { errorBody, type AppEnv } from './http.ts';
+import { findTenantKey, TENANT_KEY_PREFIX } from './tenants.ts';
 
 const SESSION_COOKIE = 'caliber_session';
 const SESSION_TTL_MS = 12 * 3600 * 1000;
@@ -42,18 +44,34 @@ function wantsHtml(c: Context): boolean {
 }
 
 /**
- * Admin access: `Authorization: Bearer <CALIBER_API_KEY>`, or the session cookie the login form
- * sets (for Bull Board and the dashboard in a browser). Browsers are sent to the login form; API
- * clients get 401. With no key configured nothing is let through.
+ * Who may call what. The admin key (`Authorization: Bearer <CALIBER_API_KEY>`, or the session
+ * cookie the login form sets for Bull Board and the dashboard) may call every route; a tenant key
+ * only the tenant routes (`isTenantPath`), and anything else answers 403. Browsers without a key
+ * are sent to the login form; API clients get 401. With no admin key configured no admin request
+ * is let through.
  */
-export function adminAuth(apiKey: string | undefined): MiddlewareHandler<AppEnv> {
+export function gatewayAuth(opts: { apiKey: string | undefined; pool: pg.Pool; isTenantPath(path: string): boolean }): MiddlewareHandler<AppEnv> {
+  const { apiKey } = opts;
   return async (c, next) => {
     const token = bearerToken(c);
     const cookie = getCookie(c, SESSION_COOKIE);
-    const ok =
+    const admin =
       apiKey !== undefined &&
       ((token !== undefined && secretsEqual(token, apiKey)) || (cookie !== undefined && verifySessionToken(apiKey, cookie)));
-    if (ok) return next();
+    if (admin) {
+      c.set('principal', { kind: 'admin' });
+      return next();
+    }
+    if (token?.startsWith(TENANT_KEY_PREFIX)) {
+      const tenant = await findTenantKey(opts.pool, token);
+      if (tenant) {
+        if (!opts.isTenantPath(c.req.path)) {
+          return c.json(errorBody('forbidden', `A tenant key cannot call ${c.req.method} ${c.req.path}; it needs the admin key`), 403);
+        }
+        c.set('principal', { kind: 'tenant', ...tenant });
+        return next();
+      }
+    }
     if (token === undefined && wantsHtml(c)) {
       return c.redirect(`/login?next=${encodeURIComponent(c.req.path)}`, 302);
     }

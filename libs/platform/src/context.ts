@@ -33,6 +33,11 @@ export interface GatewayContext extends PlatformContext {
 export interface DomainModule {
   name: string;
   routes?(ctx: GatewayContext): OpenAPIHono<AppEnv>;
+  /**
+   * Routes a tenant key may call (the admin key may too, naming the tenant in X-Tenant-Id). Each
+   * works on one tenant's rows: read the tenant with `tenantOf(c)` and query through `withTenant`.
+   */
+  tenantRoutes?(ctx: GatewayContext): OpenAPIHono<AppEnv>;
   jobs?: JobHandler[];
   /** Recurring jobs; `tz` comes from the platform's TZ setting. */
   schedules?(config: PlatformConfig): ScheduleDefinition[];

@@ -5,10 +5,14 @@ import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { Logger } from './logger.ts';
 import { summarizeIssues, type Issue } from './util.ts';
 
+/** Who a request authenticated as: the admin key (or its session), or one tenant's key. */
+export type Principal = { kind: 'admin' } | { kind: 'tenant'; tenantId: string; keyId: number };
+
 export interface AppEnv {
   Variables: {
     requestId: string;
     log: Logger;
+    principal?: Principal;
   };
 }
 
@@ -82,7 +86,7 @@ export const onError: ErrorHandler<AppEnv> = (err, c) => {
   if (err instanceof ApiError) return c.json(errorBody(err.code, err.message, err.details), err.status);
   if (err instanceof HTTPException) {
     const status = err.status as ContentfulStatusCode;
-    const codes: Record<number, string> = { 400: 'invalid_request', 401: 'unauthorized', 413: 'payload_too_large', 415: 'unsupported_media_type' };
+    const codes: Record<number, string> = { 400: 'invalid_request', 401: 'unauthorized', 403: 'forbidden', 413: 'payload_too_large', 415: 'unsupported_media_type' };
     const code = codes[status] ?? 'http_error';
     return c.json(errorBody(code, err.message || 'Request failed'), status);
   }

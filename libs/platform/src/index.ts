@@ -8,7 +8,7 @@ export { createQueueProcessor, isDelayedError, jobHandler, runAgainLater, type J
 export { concurrencyEnvName, loadQueueConcurrency, startWorkers, type RunningWorkers } from './worker-runtime.ts';
 export { describeSchedules, runScheduleNow, syncSchedules, type ScheduleDefinition } from './schedules.ts';
 export { createPlatform, type DomainModule, type GatewayContext, type PlatformContext } from './context.ts';
-export { ApiError, createRouter, errorBody, errorSchema, invalidRequest, jsonContent, standardErrors, onError, onNotFound, unavailableService, type AppEnv } from './http.ts';
+export { ApiError, createRouter, errorBody, errorSchema, invalidRequest, jsonContent, standardErrors, onError, onNotFound, unavailableService, type AppEnv, type Principal } from './http.ts';
 export {
   assertQueueName,
   describeJob,
@@ -21,7 +21,20 @@ export {
   waitQuerySchema,
   type WaitOutcome,
 } from './job-responses.ts';
-export { adminAuth, loginRoutes, secretsEqual } from './auth.ts';
+export { gatewayAuth, loginRoutes, secretsEqual } from './auth.ts';
+export {
+  assertTenantExists,
+  findTenantKey,
+  hashTenantKey,
+  newTenantKey,
+  tenantAdminRoutes,
+  tenantOf,
+  withTenant,
+  withTenantClient,
+  TENANT_HEADER,
+  TENANT_KEY_PREFIX,
+  TENANT_SETTING,
+} from './tenants.ts';
 export { createGatewayMetrics, JobDurationRecorder } from './metrics.ts';
 export { bullBoard, platformRoutes } from './platform-routes.ts';
 export { delay, groupBy, summarizeIssues } from './util.ts';

@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { bigserial, index, integer, jsonb, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
+import { bigserial, index, integer, jsonb, pgTable, text, timestamp, uuid } from 'drizzle-orm/pg-core';
 
 /**
  * Completion events waiting to become BullMQ jobs. A row is written in the same transaction as the
@@ -24,4 +24,32 @@ export const outbox = pgTable(
     index('outbox_pending_idx').on(t.id).where(sql`${t.relayedAt} is null`),
     index('outbox_caused_by_idx').on(t.causedBy),
   ],
+);
+
+/**
+ * The organisations whose data Caliber walls off from each other (row-level security on their
+ * tables keys on `tenant_id`). This directory itself has no RLS: the gateway reads it to know who
+ * a key belongs to.
+ */
+export const tenants = pgTable('tenants', {
+  id: uuid('id').primaryKey().defaultRandom(),
+  name: text('name').notNull().unique(),
+  createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+});
+
+/** A tenant's API keys, stored as SHA-256 of the key (keys are 192 random bits, so no slow hash). */
+export const tenantApiKeys = pgTable(
+  'tenant_api_keys',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    keyHash: text('key_hash').notNull().unique(),
+    /** The key's first characters, to tell keys apart in listings without showing them. */
+    prefix: text('prefix').notNull(),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+    revokedAt: timestamp('revoked_at', { withTimezone: true }),
+  },
+  (t) => [index('tenant_api_keys_tenant_idx').on(t.tenantId)],
 );
