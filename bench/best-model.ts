@@ -11,7 +11,7 @@ import { upsertAaMetrics } from '../libs/model-catalog/src/map-models.ts';
 import { createLogger } from '../libs/platform/src/index.ts';
 import { loadAliases } from '../libs/model-catalog/src/aliases.ts';
 import { buildMatcherIndex, matchModel, type AaEntry, type ProviderModel } from '../libs/model-catalog/src/matcher.ts';
-import { freePort, freshDatabase, report, ROOT, startStack } from './lib.ts';
+import { rng, freePort, freshDatabase, report, ROOT, startStack } from './lib.ts';
 
 interface WorkingVersionFixture {
   inference_provider: string;
@@ -82,16 +82,6 @@ async function drive(base: string, paths: string[], apiKey: string, total: numbe
   const seconds = (performance.now() - started) / 1000;
   if (failures.length > 0) throw new Error(`${failures.length} of ${total} requests failed, e.g. ${failures[0]}`);
   return seconds;
-}
-
-/** A seeded PRNG (mulberry32), so the synthetic matcher data is the same every run. */
-function rng(seed: number) {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /**

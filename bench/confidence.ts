@@ -6,24 +6,20 @@ import { from as copyFrom } from 'pg-copy-streams';
 import { confidenceTrends, dashboard } from '../libs/confidence/src/analytics.ts';
 import { insertPerformanceMetrics, insertScores, recordOutcomes } from '../libs/confidence/src/ingest.ts';
 import { createDatabase, withTenant, withTenantClient } from '../libs/platform/src/index.ts';
-import { freshDatabase, report, startStack, type Stack } from './lib.ts';
+import { rng, freshDatabase, report, startStack, type Stack } from './lib.ts';
 
 const MODELS = ['gpt-4o', 'claude-sonnet', 'llama-3.3-70b', 'mistral-large', 'gemini-2.0-flash', 'qwen-2.5-72b', 'deepseek-v3', 'phi-4', 'gemma-2-27b', 'command-r'];
 const DAY = 86_400_000;
 
-/** A seeded PRNG (mulberry32): the same rows every run. */
-function rng(seed: number) {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** N scores over the `days` before `end`, 10 models, confidences at 4 decimals as stored. */
-function makeScores(n: number, end: number, seed = 7, days = 30) {
+/**
+ * N scores over the `days` before `end`, 10 models, confidences at 4 decimals as stored. With
+ * `slice` [k, of], the scores fall in the k-th of `of` equal parts of that span, in order: a live
+ * system's rows arrive in time order.
+ */
+function makeScores(n: number, end: number, seed = 7, days = 30, slice: [number, number] = [0, 1]) {
   const random = rng(seed);
+  const span = (days * DAY) / slice[1];
+  const start = end - days * DAY + slice[0] * span;
   const q = () => Math.round(random() * 1e4) / 1e4;
   return Array.from({ length: n }, (_, i) => {
     const [a, b] = [q(), q()].sort((x, y) => x - y);
@@ -36,7 +32,7 @@ function makeScores(n: number, end: number, seed = 7, days = 30) {
       uncertainty_lower: a!,
       uncertainty_upper: b!,
       model_consensus: { [MODELS[(i + 1) % MODELS.length]!]: q() },
-      created_at: new Date(end - Math.floor(random() * days * DAY)).toISOString(),
+      created_at: new Date(Math.min(end - 1, start + Math.floor(random() * span))).toISOString(),
     };
   });
 }
@@ -117,8 +113,10 @@ export async function confidenceIngestBench(opts: { n?: number; batch?: number; 
   const stack = await startStack(databaseUrl, {}, []);
   try {
     const tenant = await createTenant(stack, 'bench');
-    // Live traffic: scores of the last 24 hours (10 models × 24 hours of rollup rows).
-    const scores = makeScores(n, Date.now(), 7, 1);
+    // Live traffic: scores of the last 24 hours (10 models × 24 hours of rollup rows);
+    // BENCH_SCORE_DAYS=30 spreads every batch over a month (a backfill: 7 200 rollup rows).
+    const days = Number(process.env.BENCH_SCORE_DAYS ?? 1);
+    const scores = makeScores(n, Date.now(), 7, days);
     const bodies = Array.from({ length: Math.ceil(n / batch) }, (_, b) => JSON.stringify({ scores: scores.slice(b * batch, (b + 1) * batch) }));
     const csv = csvOf(tenant.id, scores);
     const reset = async () => {
@@ -143,8 +141,8 @@ export async function confidenceIngestBench(opts: { n?: number; batch?: number; 
     // Every score stored once, and the rollup adds up to them.
     const { rows } = await db.query<{ scores: number; rolled: number; hours: number }>(
       `SELECT (SELECT count(*)::int FROM confidence_scores) AS scores,
-              (SELECT sum(count)::int FROM (SELECT count FROM confidence_hourly UNION ALL SELECT count FROM confidence_hourly_pending) r) AS rolled,
-              (SELECT count(*)::int FROM confidence_hourly) AS hours`,
+              (SELECT sum(count)::int FROM (SELECT count FROM confidence_hourly WHERE model <> '' UNION ALL SELECT count FROM confidence_hourly_pending) r) AS rolled,
+              (SELECT count(*)::int FROM confidence_hourly WHERE model <> '') AS hours`,
     );
     if (rows[0]!.scores !== n || rows[0]!.rolled !== n) throw new Error(`stored ${rows[0]!.scores} scores, rollup counts ${rows[0]!.rolled}; expected ${n}`);
     const seconds = Math.min(...ours);
@@ -159,6 +157,7 @@ export async function confidenceIngestBench(opts: { n?: number; batch?: number; 
       floor_per_s: Math.round(n / floorSeconds),
       batch,
       concurrency,
+      days,
       rollup_rows: rows[0]!.hours,
       runs: ours.map((s) => Number(s.toFixed(3))),
       floor_runs: floors.map((s) => Number(s.toFixed(3))),
@@ -215,8 +214,8 @@ const ms = (x: number) => Number(x.toFixed(2));
 /**
  * `confidence-trends` and `confidence-dashboard`: one tenant with N (1 000 000) scores over 30
  * days, outcomes for a fifth of them and N performance metrics, stored through the routes' own
- * write functions; a second tenant with the same volume sits beside it (RLS must keep it out of
- * every answer, and out of the plans' way). Timed: GETs one at a time through the gateway process,
+ * write functions; a second tenant with a fifth of that sits beside it (RLS must keep it out of
+ * every answer). Timed: GETs one at a time through the gateway process,
  * p95 in ms (targets 10 and 100). Floor: the same query function called in-process on a direct
  * connection, without HTTP, auth or JSON. ratio = seconds / floor_seconds (p95s).
  */
@@ -232,8 +231,10 @@ export async function confidenceQueryBench(opts: { n?: number; requests?: number
     const seedStarted = performance.now();
     for (const [t, tenant] of tenants.entries()) {
       const random = rng(100 + t);
-      for (let from = 0; from < n; from += 10_000) {
-        const scores = makeScores(Math.min(10_000, n - from), end, 1_000 * t + from).map((s, i) => ({ ...s, request_id: `req-${from + i}` }));
+      // The neighbour holds a fifth as much: enough for its rows to be in the indexes' way.
+      const rows = t === 0 ? n : Math.round(n / 5);
+      for (let from = 0; from < rows; from += 10_000) {
+        const scores = makeScores(Math.min(10_000, rows - from), end, 1_000 * t + from, 30, [from / 10_000, Math.ceil(rows / 10_000)]).map((s, i) => ({ ...s, request_id: `req-${from + i}` }));
         const metrics = scores.map((s, i) => ({
           endpoint: ['/chat', '/search', '/summarise', '/classify'][i % 4]!,
           request_id: s.request_id,
@@ -262,6 +263,8 @@ export async function confidenceQueryBench(opts: { n?: number; requests?: number
     const admin = new pg.Client({ connectionString: databaseUrl });
     await admin.connect();
     await admin.query('VACUUM ANALYZE');
+    // Flush the seed's dirty pages now, so no checkpoint writes them out while requests are timed.
+    await admin.query('CHECKPOINT');
     await admin.end();
 
     const [tenant] = tenants as [{ id: string; key: string }];
@@ -283,7 +286,7 @@ export async function confidenceQueryBench(opts: { n?: number; requests?: number
 
     await latencies(stack.url, dashPaths, tenant.key, 20);
     const dash = await latencies(stack.url, dashPaths, tenant.key, Math.max(100, requests / 5));
-    const dashFloor = await timeEach(Math.max(100, requests / 5), [() => withTenant(handle.db, tenant.id, (tx) => dashboard(tx, tenant.id, 24, 15))]);
+    const dashFloor = await timeEach(Math.max(100, requests / 5), [() => dashboard((fn) => withTenant(handle.db, tenant.id, fn), tenant.id, 24, 15)]);
     const sample = (await (await fetch(`${stack.url}/confidence/dashboard`, { headers: { authorization: `Bearer ${tenant.key}` } })).json()) as { scores: number; outcomes: number; performance: { requests: number }[] };
 
     const line = (bench: string, xs: number[], floor: number[], extra: Record<string, unknown>) =>

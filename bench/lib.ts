@@ -31,6 +31,16 @@ export async function best(repeat: number, fn: () => Promise<unknown>, after?: (
   return { best: Math.min(...all), all: all.map((s) => Number(s.toFixed(3))) };
 }
 
+/** A seeded PRNG (mulberry32): the same synthetic data every run. */
+export function rng(seed: number) {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
 export async function freePort(): Promise<number> {
   return new Promise((resolve) => {
     const server = createServer();

@@ -24,6 +24,18 @@ beforeAll(async () => {
 });
 
 describe('tenants', () => {
+  it('documents the tenant and confidence routes in the OpenAPI document, from their zod schemas', async () => {
+    const doc = await t.h.request('GET', '/openapi.json', { key: null });
+    expect(doc.status).toBe(200);
+    for (const path of ['/admin/tenants', '/confidence/scores', '/confidence/outcomes', '/metrics/performance', '/confidence/trends', '/confidence/dashboard', '/confidence/calibration', '/confidence/calibrate']) {
+      expect(Object.keys(doc.body.paths)).toContain(path);
+    }
+    const body = doc.body.paths['/confidence/scores'].post.requestBody.content['application/json'].schema;
+    expect(JSON.stringify(body)).toContain('maxItems');
+    expect(JSON.stringify(doc.body.components.schemas.ConfidenceScore)).toContain('factual_confidence');
+  });
+
+
   it('creates a tenant with a key shown once, refuses a second of the same name, and lists keys by prefix', async () => {
     const created = await t.h.request('POST', '/admin/tenants', { json: { name: 'globex' } });
     expect(created.status).toBe(201);
@@ -66,10 +78,19 @@ describe('scores, outcomes and performance metrics', () => {
     };
     expect(await post('/confidence/scores', batch)).toMatchObject({ status: 201, body: { inserted: 3, duplicates: 0 } });
     expect(await post('/confidence/scores', batch)).toMatchObject({ status: 201, body: { inserted: 0, duplicates: 3 } });
+    // Half of a batch sent before: the new half is stored and counted, the rest skipped.
+    expect(await post('/confidence/scores', { scores: [batch.scores[1], score('s-0', 0.00015, { created_at: Date.UTC(2026, 10, 28, 10), model: 'rounding', model_consensus: { quote: 'a"b\\c\ttab' } })] })).toMatchObject({
+      status: 201,
+      body: { inserted: 1, duplicates: 1 },
+    });
+    // 0.00015 rounds as numeric(5,4) rounds the decimal sent; Unix ms and escapes are stored as sent.
+    const [s0] = await t.h.ownerQuery("SELECT factual_confidence, created_at, model_consensus FROM confidence_scores WHERE request_id = 's-0'");
+    expect(s0).toMatchObject({ factual_confidence: '0.0002', model_consensus: { quote: 'a"b\\c\ttab' } });
+    expect(new Date(s0!.created_at).toISOString()).toBe('2026-11-28T10:00:00.000Z');
     const [s1] = await t.h.ownerQuery("SELECT overall_confidence, model_consensus, tenant_id FROM confidence_scores WHERE request_id = 's-1'");
     expect(s1).toEqual({ overall_confidence: '0.6000', model_consensus: { 'gpt-4o': 0.9, claude: 0.8 }, tenant_id: tenant.id });
     // The rollup counted each score once, in its UTC hour.
-    const hourly = await t.h.ownerQuery('SELECT model, bucket, count::int FROM confidence_hourly ORDER BY bucket, model');
+    const hourly = await t.h.ownerQuery("SELECT model, bucket, count::int FROM confidence_hourly WHERE model NOT IN ('rounding', '') ORDER BY bucket, model");
     expect(hourly.map((r) => [r.model, new Date(r.bucket).toISOString(), r.count])).toEqual([
       ['gpt-4o', '2026-11-30T10:00:00.000Z', 2],
       ['claude', '2026-11-30T12:00:00.000Z', 1],
@@ -83,6 +104,12 @@ describe('scores, outcomes and performance metrics', () => {
     ['an unknown field', { scores: [score('b-1', 0.5), score('b-2', 0.5, { mood: 'sure' })] }, [1]],
     ['no model', { scores: [{ ...score('b-1', 0.5), model: undefined }] }, [0]],
     ['a request_id twice in the batch', { scores: [score('b-1', 0.5), score('b-2', 0.5), score('b-1', 0.6)] }, [2]],
+    ['an unpaired surrogate in a request_id', { scores: [score('b-1', 0.5), score('b-2\ud800', 0.5)] }, [1]],
+    ['an unpaired surrogate in model_consensus', { scores: [score('b-1', 0.5, { model_consensus: { 'gpt\udc00': 1 } })] }, [0]],
+    ['NUL in model_consensus', { scores: [score('b-1', 0.5, { model_consensus: { a: 'x\u0000' } })] }, [0]],
+    ['year 0000', { scores: [score('b-1', 0.5, { created_at: '0000-06-01T00:00:00.000Z' })] }, [0]],
+    ['Unix ms past year 9999', { scores: [score('b-1', 0.5, { created_at: 253_402_300_800_000 })] }, [0]],
+    ['model_consensus over 10 000 characters of JSON', { scores: [score('b-1', 0.5, { model_consensus: Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`m${i}`, '\u0001'.repeat(150)])) })] }, [0]],
     ['an empty batch', { scores: [] }, undefined],
     ['more than 10 000 scores', { scores: Array.from({ length: 10_001 }, (_, i) => score(`b-${i}`, 0.5)) }, undefined],
   ])('refuses %s with 400, the failing indexes, and writes nothing', async (_what, body, indexes) => {
@@ -154,12 +181,18 @@ describe('the hourly rollup', () => {
         };
       }),
     });
-    const answers = await Promise.all(Array.from({ length: 6 }, (_, b) => post('/confidence/scores', batch(b), key)));
-    expect(answers.map((a) => a.status)).toEqual(Array(6).fill(201));
+    // Twelve batches at once, each sharing half its ids with the next, odd ones in reverse order.
+    const batches = Array.from({ length: 12 }, (_, b) => {
+      const body = batch(b % 6);
+      if (b % 2) body.scores.reverse();
+      return body;
+    });
+    const answers = await Promise.all(batches.map((body) => post('/confidence/scores', body, key)));
+    expect(answers.map((a) => a.status)).toEqual(Array(12).fill(201));
     const stored = (await t.h.ownerQuery("SELECT count(*)::int AS n FROM confidence_scores s JOIN tenants t ON t.id = s.tenant_id WHERE t.name = 'rollup-check'"))[0]!.n;
     expect(stored).toBe(1000);
     expect(answers.reduce((sum, a) => sum + a.body.inserted, 0)).toBe(1000);
-    expect(answers.reduce((sum, a) => sum + a.body.duplicates, 0)).toBe(6 * 400 - 1000);
+    expect(answers.reduce((sum, a) => sum + a.body.duplicates, 0)).toBe(12 * 400 - 1000);
     const [truth, rolled] = await Promise.all([
       t.h.ownerQuery(`
         SELECT model, date_trunc('hour', s.created_at, 'UTC') AS bucket, count(*)::int AS count, sum(overall_confidence)::float8 AS sum,
@@ -169,10 +202,17 @@ describe('the hourly rollup', () => {
       t.h.ownerQuery(`
         SELECT model, bucket, sum(count)::int AS count, sum(sum_overall) AS sum, min(min_overall) AS min, max(max_overall) AS max,
                sum(sum_factual) AS factual, sum(sum_uncertainty_width) AS width
-          FROM (SELECT * FROM confidence_hourly UNION ALL SELECT * FROM confidence_hourly_pending) r JOIN tenants t ON t.id = r.tenant_id
+          FROM (SELECT * FROM confidence_hourly WHERE model <> '' UNION ALL SELECT * FROM confidence_hourly_pending) r JOIN tenants t ON t.id = r.tenant_id
          WHERE t.name = 'rollup-check' GROUP BY 1, 2 ORDER BY 1, 2`),
     ]);
     expect(rolled.length).toBe(truth.length);
+    // The daily rollup (plus what is pending) holds the same scores.
+    const [daily] = await t.h.ownerQuery(`
+      SELECT (SELECT sum(count)::int FROM confidence_daily d JOIN tenants t ON t.id = d.tenant_id WHERE t.name = 'rollup-check' AND model <> '') AS daily,
+             (SELECT sum(count)::int FROM confidence_daily d JOIN tenants t ON t.id = d.tenant_id WHERE t.name = 'rollup-check' AND model = '') AS daily_all,
+             (SELECT coalesce(sum(count), 0)::int FROM confidence_hourly_pending p JOIN tenants t ON t.id = p.tenant_id WHERE t.name = 'rollup-check') AS pending`);
+    expect(daily!.daily + daily!.pending).toBe(1000);
+    expect(daily!.daily_all).toBe(daily!.daily); // the all-models rows add up to the per-model ones
     truth.forEach((row, i) => {
       const r = rolled[i]!;
       expect([r.model, new Date(r.bucket).getTime(), r.count, r.min, r.max]).toEqual([row.model, new Date(row.bucket).getTime(), row.count, row.min, row.max]);
@@ -249,7 +289,7 @@ describe('temperature calibration (calibrate, kind confidence)', () => {
     await post('/confidence/scores', { scores });
     const outcomes = scores.map((s, i) => ({ request_id: s.request_id, correct: i % 2 ? i % 10 < 6 : i % 10 >= 6, validation_method: 'human_review' }));
     await post('/confidence/outcomes', { outcomes });
-    const run = await t.h.request('POST', '/confidence/calibrate?wait=true', { key: tenant.key, json: { model: 'overconfident' } });
+    const run = await t.h.request('POST', '/confidence/calibrate?wait=true&model=overconfident', { key: tenant.key });
     expect(run.status).toBe(200);
     expect(run.body.fitted).toHaveLength(1);
     const fit = run.body.fitted[0];

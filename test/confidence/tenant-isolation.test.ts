@@ -6,7 +6,7 @@ const t = useHarness({ workers: ['calibrate'] });
 let a: { id: string; key: string };
 let b: { id: string; key: string };
 
-const TABLES = ['confidence_scores', 'confidence_hourly', 'confidence_hourly_pending', 'confidence_calibration', 'performance_metrics', 'confidence_temperature_fits'];
+const TABLES = ['confidence_scores', 'confidence_hourly', 'confidence_daily', 'confidence_hourly_pending', 'confidence_calibration', 'performance_metrics', 'confidence_temperature_fits'];
 const score = (request_id: string, conf: number, model: string) => ({
   request_id,
   model,

@@ -47,13 +47,15 @@ describe('job schedulers', () => {
     const base: ScheduleDefinition = { id: 'calibrate-heads', description: '', job: calibrateHeadsJob, payload: {}, pattern: '0 3 * * 1', tz: 'UTC' };
     const log = createLogger({ level: 'silent', name: 't' });
     const queue = t.h.platform.queues.get('calibrate');
+    // Other schedules share the calibrate queue (the confidence temperature fits): count this one.
+    const count = async () => (await queue.getJobSchedulers()).filter((s) => s.key === base.id).length;
     await syncSchedules(t.h.platform.queues, [base], log);
     await syncSchedules(t.h.platform.queues, [base], log);
-    expect(await queue.getJobSchedulersCount()).toBe(1);
+    expect(await count()).toBe(1);
     await syncSchedules(t.h.platform.queues, [{ ...base, pattern: undefined }], log);
-    expect(await queue.getJobSchedulersCount()).toBe(0);
+    expect(await count()).toBe(0);
     await syncSchedules(t.h.platform.queues, [base], log);
-    expect(await queue.getJobSchedulersCount()).toBe(1);
+    expect(await count()).toBe(1);
   });
 
   it('runs a schedule by hand, and 404s an unknown one', async () => {

@@ -6,17 +6,20 @@ import { sql } from 'drizzle-orm';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { VALIDATION_METHODS } from './schema.ts';
+import { isStorableInstant, isStorableJson, isStorableText, MAX_INSTANT_MS } from './storable.ts';
 
 /** The most items one request may carry; a bigger batch is split by the client. */
 export const MAX_BATCH = 10_000;
 
-const noNul = (s: string) => !s.includes('\u0000');
-const id = (what: string) => z.string().min(1).max(200).refine(noNul, 'must not contain NUL characters').openapi({ description: what });
+const TEXT_RULE = 'must not contain NUL characters or unpaired surrogates';
+const id = (what: string) => z.string().min(1).max(200).refine(isStorableText, TEXT_RULE).openapi({ description: what });
 const unit = (what: string) => z.number().min(0).max(1).openapi({ description: `${what}, in [0, 1] (stored to 4 decimals)` });
+/** An instant Postgres stores as sent: ISO-8601 with an offset (years 0001–9999), or Unix ms. */
+export const instantSchema = z.iso.datetime({ offset: true }).refine(isStorableInstant, 'must be between years 0001 and 9999');
 const timestamp = z
-  .union([z.iso.datetime({ offset: true }), z.number().int().nonnegative().max(8.64e15)])
+  .union([instantSchema, z.number().int().nonnegative().max(MAX_INSTANT_MS)])
   .optional()
-  .openapi({ description: 'When it happened (ISO-8601, or Unix ms); default now' });
+  .openapi({ description: 'When it happened (ISO-8601, or Unix ms); default now; kept to the millisecond' });
 const toDate = (t: string | number | undefined) => (t === undefined ? null : new Date(t).toISOString());
 
 /**
@@ -26,7 +29,7 @@ const toDate = (t: string | number | undefined) => (t === undefined ? null : new
  */
 export const scoreSchema = z
   .object({
-    request_id: z.string().min(1).max(200).openapi({ description: 'The AI request this confidence is about; stored once per tenant (no NUL characters)' }),
+    request_id: z.string().min(1).max(200).openapi({ description: 'The AI request this confidence is about; stored once per tenant (no NUL characters or unpaired surrogates)' }),
     model: z.string().min(1).max(200).openapi({ description: 'The model that answered' }),
     factual_confidence: unit('Confidence in the facts'),
     reasoning_confidence: unit('Confidence in the reasoning'),
@@ -42,7 +45,7 @@ export const scoreSchema = z
   .strict()
   .openapi('ConfidenceScore');
 
-const MAX_CONSENSUS_CHARS = 10_000;
+export const MAX_CONSENSUS_CHARS = 10_000;
 
 /** A batch of scores, with the cross-field checks of each item reported at its index. */
 export const scoreBatchSchema = z
@@ -54,12 +57,13 @@ export const scoreBatchSchema = z
         ctx.addIssue({ code: 'custom', path: ['scores', i, 'uncertainty_lower'], message: 'uncertainty_lower must not be above uncertainty_upper' });
       }
       for (const field of ['request_id', 'model'] as const) {
-        if (s[field].includes('\u0000')) ctx.addIssue({ code: 'custom', path: ['scores', i, field], message: 'must not contain NUL characters' });
+        if (!isStorableText(s[field])) ctx.addIssue({ code: 'custom', path: ['scores', i, field], message: TEXT_RULE });
       }
       if (s.model_consensus) {
-        const text = JSON.stringify(s.model_consensus);
-        if (text.length > MAX_CONSENSUS_CHARS) ctx.addIssue({ code: 'custom', path: ['scores', i, 'model_consensus'], message: `must be at most ${MAX_CONSENSUS_CHARS} characters of JSON` });
-        if (text.includes('\\u0000')) ctx.addIssue({ code: 'custom', path: ['scores', i, 'model_consensus'], message: 'must not contain NUL characters' });
+        if (JSON.stringify(s.model_consensus).length > MAX_CONSENSUS_CHARS) {
+          ctx.addIssue({ code: 'custom', path: ['scores', i, 'model_consensus'], message: `must be at most ${MAX_CONSENSUS_CHARS} characters of JSON` });
+        }
+        if (!isStorableJson(s.model_consensus)) ctx.addIssue({ code: 'custom', path: ['scores', i, 'model_consensus'], message: TEXT_RULE });
       }
     });
   });
@@ -124,8 +128,17 @@ function copyText(value: string): string {
 }
 
 const HOUR_MS = 3_600_000;
-/** A confidence in units of 1e-4, as numeric(5,4) stores it. */
-const units = (x: number) => Math.round(x * 1e4);
+/**
+ * A confidence in units of 1e-4, rounded as numeric(5,4) rounds the decimal the client sent (half
+ * away from zero on its 5th decimal): 0.00015 is 0.0002, though its double is a hair below.
+ */
+export function units(x: number): number {
+  const s = String(x);
+  const dot = s.indexOf('.');
+  if (dot < 0 || s.includes('e')) return Math.round(x * 1e4); // 0, 1, or below 1e-6
+  const frac = `${s.slice(dot + 1)}0000`;
+  return Number(s.slice(0, dot)) * 1e4 + Number(frac.slice(0, 4)) + (frac.charCodeAt(4) >= 53 ? 1 : 0);
+}
 // k / 1e4 prints as its shortest decimal, which is k × 10⁻⁴ exactly (and faster than toFixed).
 const decimal = (u: number) => String(u / 1e4);
 
@@ -185,6 +198,18 @@ function rollupOf(rows: readonly StoredScore[]) {
   return [...groups.values()];
 }
 
+/** Adds a batch of sums to the rollup row they belong to (the target table aliased `t`). */
+const ADD_SUMS = `ON CONFLICT (tenant_id, bucket, model) DO UPDATE SET
+  count = t.count + excluded.count,
+  sum_overall = t.sum_overall + excluded.sum_overall,
+  sum_sq_overall = t.sum_sq_overall + excluded.sum_sq_overall,
+  min_overall = least(t.min_overall, excluded.min_overall),
+  max_overall = greatest(t.max_overall, excluded.max_overall),
+  sum_factual = t.sum_factual + excluded.sum_factual,
+  sum_reasoning = t.sum_reasoning + excluded.sum_reasoning,
+  sum_contextual = t.sum_contextual + excluded.sum_contextual,
+  sum_uncertainty_width = t.sum_uncertainty_width + excluded.sum_uncertainty_width`;
+
 const ROLLUP_COLUMNS = `tenant_id, model, bucket, count, sum_overall, sum_sq_overall, min_overall, max_overall, sum_factual, sum_reasoning,
   sum_contextual, sum_uncertainty_width`;
 
@@ -215,28 +240,23 @@ async function appendRollup(client: pg.PoolClient, tenantId: string, rows: reado
 
 /**
  * Folds the tenant's pending sums (those of committed batches, and this transaction's own) into
- * confidence_hourly, if no other transaction of the tenant is folding: the lock is only tried, so
+ * confidence_hourly and confidence_daily, if no other transaction of the tenant is folding: the lock is only tried, so
  * a batch never waits for another's fold, and what one fold misses the next one takes.
  */
 export async function foldPendingRollup(client: pg.PoolClient, tenantId: string): Promise<boolean> {
   const { rows } = await client.query<{ locked: boolean }>("SELECT pg_try_advisory_xact_lock(hashtext('caliber:confidence-fold'), hashtext($1)) AS locked", [tenantId]);
   if (!rows[0]?.locked) return false;
+  const sums = `sum(count), sum(sum_overall), sum(sum_sq_overall), min(min_overall), max(max_overall),
+                sum(sum_factual), sum(sum_reasoning), sum(sum_contextual), sum(sum_uncertainty_width)`;
+  // Each model's sums, and (model '') all models' together, per hour and per day.
+  const grouped = (bucket: string) => `
+    SELECT tenant_id, model, ${bucket}, ${sums} FROM moved GROUP BY 1, 2, 3
+    UNION ALL
+    SELECT tenant_id, '', ${bucket}, ${sums} FROM moved GROUP BY 1, 3`;
   await client.query(
-    `WITH moved AS (DELETE FROM confidence_hourly_pending WHERE tenant_id = $1::uuid RETURNING *)
-     INSERT INTO confidence_hourly (${ROLLUP_COLUMNS})
-     SELECT tenant_id, model, bucket, sum(count), sum(sum_overall), sum(sum_sq_overall), min(min_overall), max(max_overall),
-            sum(sum_factual), sum(sum_reasoning), sum(sum_contextual), sum(sum_uncertainty_width)
-       FROM moved GROUP BY tenant_id, model, bucket
-     ON CONFLICT (tenant_id, bucket, model) DO UPDATE SET
-       count = confidence_hourly.count + excluded.count,
-       sum_overall = confidence_hourly.sum_overall + excluded.sum_overall,
-       sum_sq_overall = confidence_hourly.sum_sq_overall + excluded.sum_sq_overall,
-       min_overall = least(confidence_hourly.min_overall, excluded.min_overall),
-       max_overall = greatest(confidence_hourly.max_overall, excluded.max_overall),
-       sum_factual = confidence_hourly.sum_factual + excluded.sum_factual,
-       sum_reasoning = confidence_hourly.sum_reasoning + excluded.sum_reasoning,
-       sum_contextual = confidence_hourly.sum_contextual + excluded.sum_contextual,
-       sum_uncertainty_width = confidence_hourly.sum_uncertainty_width + excluded.sum_uncertainty_width`,
+    `WITH moved AS (DELETE FROM confidence_hourly_pending WHERE tenant_id = $1::uuid RETURNING *),
+     hourly AS (INSERT INTO confidence_hourly AS t (${ROLLUP_COLUMNS}) ${grouped('bucket')} ${ADD_SUMS})
+     INSERT INTO confidence_daily AS t (${ROLLUP_COLUMNS}) ${grouped("date_bin('1 day', bucket, '2000-01-01 00:00:00+00')")} ${ADD_SUMS}`,
     [tenantId],
   );
   return true;
@@ -245,19 +265,26 @@ export async function foldPendingRollup(client: pg.PoolClient, tenantId: string)
 const STAGE = `CREATE TEMP TABLE IF NOT EXISTS confidence_scores_stage (request_id text, model text, factual numeric, reasoning numeric,
   contextual numeric, lower_bound numeric, upper_bound numeric, consensus jsonb, created_at timestamptz) ON COMMIT DELETE ROWS`;
 
-/** COPYs the rows into the session's staging table, then moves them into confidence_scores. */
-async function copyAndInsert(client: pg.PoolClient, tenantId: string, rows: readonly StoredScore[]): Promise<void> {
+/**
+ * COPYs the rows into the session's staging table and moves them into confidence_scores; with
+ * `skipStored`, rows whose request id is stored (or being stored by a concurrent batch, which it
+ * waits for) are skipped. Returns the request ids it stored when skipping.
+ */
+async function copyAndInsert(client: pg.PoolClient, tenantId: string, rows: readonly StoredScore[], skipStored: boolean): Promise<Set<string> | undefined> {
   await client.query(STAGE);
   let text = '';
   for (const r of rows) text += r.line;
   await pipeline(Readable.from([text]), client.query(copyFrom('COPY confidence_scores_stage FROM STDIN')));
-  await client.query(
+  const moved = await client.query<{ request_id: string }>(
     `INSERT INTO confidence_scores (tenant_id, request_id, model, factual_confidence, reasoning_confidence, contextual_relevance,
                                     uncertainty_lower, uncertainty_upper, model_consensus, created_at)
-     SELECT $1::uuid, s.* FROM confidence_scores_stage s`,
+     SELECT $1::uuid, s.* FROM confidence_scores_stage s
+     ${skipStored ? 'ON CONFLICT (tenant_id, request_id) DO NOTHING RETURNING request_id' : ''}`,
     [tenantId],
   );
-  await client.query('TRUNCATE confidence_scores_stage');
+  // No TRUNCATE: the table empties at commit (ON COMMIT DELETE ROWS), and a failed INSERT's
+  // rollback to the savepoint takes the COPY with it.
+  return skipStored ? new Set(moved.rows.map((r) => r.request_id)) : undefined;
 }
 
 /**
@@ -266,37 +293,31 @@ async function copyAndInsert(client: pg.PoolClient, tenantId: string, rows: read
  * under row-level security itself) into a temporary table and moved into confidence_scores by one
  * plain INSERT, under the policy's checks; the hourly sums are computed here from the same rounded
  * values the table stores and appended to confidence_hourly_pending (then folded, see
- * `foldPendingRollup`). A request id stored before (a batch
- * sent again, or a concurrent one) fails the INSERT on the primary key: then the step is undone to
- * its savepoint, the stored ids are looked up and left out, and it is redone — so each score counts
- * once, and the common case pays for no duplicate check at all.
+ * `foldPendingRollup`). Rows go in request-id order, so concurrent batches sharing ids take their
+ * index locks in one order and cannot deadlock. A request id stored before (a batch sent again, or
+ * a concurrent one) fails the plain INSERT on the primary key: the step is then undone to its
+ * savepoint and redone with ON CONFLICT DO NOTHING, and the sums cover exactly the rows it
+ * stored — each score counts once, and the common case pays for no duplicate check.
  */
 export async function insertScores(client: pg.PoolClient, tenantId: string, scores: readonly ConfidenceScoreInput[]) {
   repeatedIndexes(scores, (s) => s.request_id, 'scores', 'the request_id');
   const { rows } = await client.query<{ now: Date }>('SELECT now() AS now');
   const now = new Date(rows[0]!.now).getTime();
-  let fresh = scores.map((s) => toStored(s, now));
-  for (let attempt = 1; ; attempt++) {
-    await client.query('SAVEPOINT confidence_insert');
-    try {
-      if (fresh.length > 0) {
-        await copyAndInsert(client, tenantId, fresh);
-        await appendRollup(client, tenantId, fresh);
-        await foldPendingRollup(client, tenantId);
-      }
-      await client.query('RELEASE SAVEPOINT confidence_insert');
-      return { inserted: fresh.length, duplicates: scores.length - fresh.length };
-    } catch (err) {
-      if ((err as { code?: string }).code !== '23505' || attempt >= 5) throw err;
-      await client.query('ROLLBACK TO SAVEPOINT confidence_insert');
-      const stored = await client.query<{ request_id: string }>(
-        'SELECT request_id FROM confidence_scores WHERE tenant_id = $1::uuid AND request_id = ANY($2::text[])',
-        [tenantId, fresh.map((r) => r.requestId)],
-      );
-      const skip = new Set(stored.rows.map((r) => r.request_id));
-      fresh = fresh.filter((r) => !skip.has(r.requestId));
-    }
+  let fresh = scores.map((s) => toStored(s, now)).sort((a, b) => (a.requestId < b.requestId ? -1 : a.requestId > b.requestId ? 1 : 0));
+  await client.query('SAVEPOINT confidence_insert');
+  try {
+    await copyAndInsert(client, tenantId, fresh, false);
+  } catch (err) {
+    if ((err as { code?: string }).code !== '23505') throw err;
+    await client.query('ROLLBACK TO SAVEPOINT confidence_insert');
+    const stored = (await copyAndInsert(client, tenantId, fresh, true))!;
+    fresh = fresh.filter((r) => stored.has(r.requestId));
   }
+  if (fresh.length > 0) {
+    await appendRollup(client, tenantId, fresh);
+    await foldPendingRollup(client, tenantId);
+  }
+  return { inserted: fresh.length, duplicates: scores.length - fresh.length };
 }
 
 /**

@@ -19,7 +19,7 @@ import type { Context } from 'hono';
 import { calibrationReport, confidenceTrends, dashboard, MAX_BUCKETS } from './analytics.ts';
 import { calibrateConfidenceJob } from './calibrate-confidence.ts';
 import type { ConfidenceConfig } from './config.ts';
-import { batchOf, insertPerformanceMetrics, insertScores, MAX_BATCH, outcomeSchema, performanceMetricSchema, recordOutcomes, scoreBatchSchema, type ConfidenceScoreInput } from './ingest.ts';
+import { batchOf, instantSchema, insertPerformanceMetrics, insertScores, MAX_BATCH, outcomeSchema, performanceMetricSchema, recordOutcomes, scoreBatchSchema, type ConfidenceScoreInput } from './ingest.ts';
 import { VALIDATION_METHODS } from './schema.ts';
 import { certainlyValidScoreBatch } from './score-fast-path.ts';
 
@@ -38,7 +38,7 @@ const batchErrors = {
   ...errors,
   400: json(errorSchema.extend({ error: errorSchema.shape.error.extend({ failed_indexes: z.array(z.number().int()).optional() }) }), 'Invalid items (their indexes in `failed_indexes`); nothing was written'),
 };
-const iso = z.iso.datetime({ offset: true });
+const iso = instantSchema;
 
 function batchRoute(path: string, body: z.ZodType, summary: string, description: string, result: z.ZodType) {
   return createRoute({
@@ -169,8 +169,7 @@ const calibrateRoute = createRoute({
   security,
   request: {
     headers: tenantHeader,
-    query: waitQuerySchema,
-    body: { required: false, content: { 'application/json': { schema: z.object({ model: z.string().min(1).max(200).optional() }).strict() } } },
+    query: waitQuerySchema.extend({ model: z.string().min(1).max(200).optional().openapi({ description: 'One model; default each model of the tenant' }) }),
   },
   responses: {
     200: json(z.object({}).passthrough(), 'The fits and the models skipped (with ?wait=true)'),
@@ -277,7 +276,7 @@ export function confidenceRoutes(ctx: GatewayContext, config: ConfidenceConfig) 
   app.openapi(dashboardRoute, async (c) => {
     const id = await tenant(c);
     const { hours } = c.req.valid('query');
-    return c.json(await withTenant(ctx.db, id, (tx) => dashboard(tx, id, hours, config.CONFIDENCE_BINS)), 200);
+    return c.json(await dashboard((fn) => withTenant(ctx.db, id, fn), id, hours, config.CONFIDENCE_BINS), 200);
   });
 
   app.openapi(calibrationRoute, async (c) => {
@@ -290,8 +289,7 @@ export function confidenceRoutes(ctx: GatewayContext, config: ConfidenceConfig) 
   app.openapi(calibrateRoute, async (c) => {
     const id = await tenant(c);
     const query = c.req.valid('query');
-    const body = (c.req.header('content-type') ?? '').includes('json') ? c.req.valid('json') : {};
-    const job = await ctx.queues.enqueue(calibrateConfidenceJob, { tenant_id: id, model: body?.model, requested_by: 'api' });
+    const job = await ctx.queues.enqueue(calibrateConfidenceJob, { tenant_id: id, model: query.model, requested_by: 'api' });
     const accepted = { jobId: job.id ?? '', queue: job.queueName, status: tenantJobPath(job.id ?? '') };
     if (!query.wait) return c.json(accepted, 202);
     const outcome = await ctx.waiter.waitForJob(job, query.timeout * 1000);

@@ -65,6 +65,19 @@ export const confidenceScores = pgTable(
   ],
 );
 
+/** The sums a rollup row keeps for its scores (a fresh set of columns per table). */
+const rollupSums = () => ({
+  count: bigint('count', { mode: 'number' }).notNull(),
+  sumOverall: doublePrecision('sum_overall').notNull(),
+  sumSqOverall: doublePrecision('sum_sq_overall').notNull(),
+  minOverall: doublePrecision('min_overall').notNull(),
+  maxOverall: doublePrecision('max_overall').notNull(),
+  sumFactual: doublePrecision('sum_factual').notNull(),
+  sumReasoning: doublePrecision('sum_reasoning').notNull(),
+  sumContextual: doublePrecision('sum_contextual').notNull(),
+  sumUncertaintyWidth: doublePrecision('sum_uncertainty_width').notNull(),
+});
+
 /**
  * Per tenant, model and UTC hour: the sums the trends and the dashboard read, kept up by the same
  * statement that inserts the scores (only rows actually inserted count, so a retried batch adds
@@ -77,17 +90,21 @@ export const confidenceHourly = pgTable(
     tenantId: uuid('tenant_id').notNull(),
     model: text('model').notNull(),
     bucket: timestamp('bucket', { withTimezone: true }).notNull(),
-    count: bigint('count', { mode: 'number' }).notNull(),
-    sumOverall: doublePrecision('sum_overall').notNull(),
-    sumSqOverall: doublePrecision('sum_sq_overall').notNull(),
-    minOverall: doublePrecision('min_overall').notNull(),
-    maxOverall: doublePrecision('max_overall').notNull(),
-    sumFactual: doublePrecision('sum_factual').notNull(),
-    sumReasoning: doublePrecision('sum_reasoning').notNull(),
-    sumContextual: doublePrecision('sum_contextual').notNull(),
-    sumUncertaintyWidth: doublePrecision('sum_uncertainty_width').notNull(),
+    ...rollupSums(),
   },
   (t) => [primaryKey({ columns: [t.tenantId, t.bucket, t.model] }), index('confidence_hourly_model_idx').on(t.tenantId, t.model, t.bucket)],
+);
+
+/** The same sums per UTC day, kept by the same folds, so a month by day reads 30 rows a model. */
+export const confidenceDaily = pgTable(
+  'confidence_daily',
+  {
+    tenantId: uuid('tenant_id').notNull(),
+    model: text('model').notNull(),
+    bucket: timestamp('bucket', { withTimezone: true }).notNull(),
+    ...rollupSums(),
+  },
+  (t) => [primaryKey({ columns: [t.tenantId, t.bucket, t.model] }), index('confidence_daily_model_idx').on(t.tenantId, t.model, t.bucket)],
 );
 
 /**
@@ -102,15 +119,7 @@ export const confidenceHourlyPending = pgTable(
     tenantId: uuid('tenant_id').notNull(),
     model: text('model').notNull(),
     bucket: timestamp('bucket', { withTimezone: true }).notNull(),
-    count: bigint('count', { mode: 'number' }).notNull(),
-    sumOverall: doublePrecision('sum_overall').notNull(),
-    sumSqOverall: doublePrecision('sum_sq_overall').notNull(),
-    minOverall: doublePrecision('min_overall').notNull(),
-    maxOverall: doublePrecision('max_overall').notNull(),
-    sumFactual: doublePrecision('sum_factual').notNull(),
-    sumReasoning: doublePrecision('sum_reasoning').notNull(),
-    sumContextual: doublePrecision('sum_contextual').notNull(),
-    sumUncertaintyWidth: doublePrecision('sum_uncertainty_width').notNull(),
+    ...rollupSums(),
   },
   (t) => [index('confidence_hourly_pending_idx').on(t.tenantId, t.bucket)],
 );

@@ -1,16 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { rng } from '../../../test/fixtures.ts';
 import { scoreBatchSchema } from './ingest.ts';
 import { certainlyValidScoreBatch, isCanonicalIso } from './score-fast-path.ts';
-
-/** mulberry32: the same cases every run. */
-function rng(seed: number) {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const valid = (i: number) => ({
   request_id: `r-${i}`,
@@ -59,6 +50,15 @@ const MUTATIONS: ((s: Record<string, unknown>, r: () => number) => void)[] = [
   (s) => (s.model_consensus = Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`m${i}`, i]))),
   (s) => (s.model_consensus = { big: 'y'.repeat(10_001) }),
   (s, r) => (s.uncertainty_upper = Math.round(r() * 1e4) / 1e4),
+  (s) => (s.request_id = 'lone\ud800'),
+  (s) => (s.model = 'pair\ud83d\ude00'),
+  (s) => (s.model_consensus = { ['k\udfff']: 1 }),
+  (s) => (s.model_consensus = { a: '\\u0000 is six characters' }),
+  (s) => (s.model_consensus = Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`m${i}`, '\u0001'.repeat(150)]))),
+  (s) => (s.model_consensus = JSON.parse('{"__proto__": 1, "a": 2}')),
+  (s) => (s.created_at = 253_402_300_799_999),
+  (s) => (s.created_at = 253_402_300_800_000),
+  (s) => (s.created_at = '9999-12-31T23:59:59.999Z'),
 ];
 
 describe('the score fast path', () => {

@@ -1,4 +1,5 @@
-import { MAX_BATCH, type ConfidenceScoreInput } from './ingest.ts';
+import { MAX_BATCH, MAX_CONSENSUS_CHARS, type ConfidenceScoreInput } from './ingest.ts';
+import { isStorableJson, isStorableText, MAX_INSTANT_MS } from './storable.ts';
 
 // A batch of 10 000 scores spent most of its gateway time in zod (and in collecting the copies zod
 // makes). This check accepts only what `scoreBatchSchema` certainly accepts — a subset, tested
@@ -17,9 +18,8 @@ const FIELDS = new Set([
   'model_consensus',
   'created_at',
 ]);
-const MAX_UNIX_MS = 8.64e15;
 
-const isName = (v: unknown) => typeof v === 'string' && v.length >= 1 && v.length <= 200 && !v.includes('\u0000');
+const isName = (v: unknown) => typeof v === 'string' && v.length >= 1 && v.length <= 200 && isStorableText(v);
 const isUnit = (v: unknown): v is number => typeof v === 'number' && v >= 0 && v <= 1;
 const isPlainObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v) && Object.getPrototypeOf(v) === Object.prototype;
@@ -42,26 +42,16 @@ const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 export function isCanonicalIso(v: string): boolean {
   if (v.length !== 24 || v[4] !== '-' || v[7] !== '-' || v[10] !== 'T' || v[13] !== ':' || v[16] !== ':' || v[19] !== '.' || v[23] !== 'Z') return false;
   const [year, month, day, hour, minute, second, ms] = [digitsAt(v, 0, 4), digitsAt(v, 5, 2), digitsAt(v, 8, 2), digitsAt(v, 11, 2), digitsAt(v, 14, 2), digitsAt(v, 17, 2), digitsAt(v, 20, 3)];
-  if (year < 0 || month < 1 || month > 12 || day < 1 || hour < 0 || hour > 23 || minute < 0 || minute > 59 || second < 0 || second > 59 || ms < 0) return false;
+  if (year < 1 || month < 1 || month > 12 || day < 1 || hour < 0 || hour > 23 || minute < 0 || minute > 59 || second < 0 || second > 59 || ms < 0) return false;
   const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
   return day <= (month === 2 && leap ? 29 : DAYS_IN_MONTH[month - 1]!);
 }
 
-/**
- * The usual model_consensus, {"model": 0.91, …}: at most 20 entries of short names and scalar
- * values, which stays under the 10 000-character limit without serialising it to measure.
- */
-function isSmallFlatConsensus(v: unknown): boolean {
-  if (!isPlainObject(v)) return false;
-  let entries = 0;
-  for (const key in v) {
-    if (++entries > 20 || key.length > 200 || key.includes('\u0000')) return false;
-    const value = v[key];
-    if (typeof value === 'string') {
-      if (value.length > 200 || value.includes('\u0000')) return false;
-    } else if (value !== null && typeof value !== 'boolean' && !(typeof value === 'number' && Number.isFinite(value))) return false;
-  }
-  return true;
+/** A model_consensus zod would take and store alike: a plain object, storable, within the size limit. */
+function isAcceptableConsensus(v: unknown): boolean {
+  // zod's record leaves a "__proto__" key out of its output; zod decides those.
+  if (!isPlainObject(v) || Object.hasOwn(v, '__proto__')) return false;
+  return JSON.stringify(v).length <= MAX_CONSENSUS_CHARS && isStorableJson(v);
 }
 
 function isCertainlyValidScore(s: unknown): boolean {
@@ -73,11 +63,11 @@ function isCertainlyValidScore(s: unknown): boolean {
   const at = s.created_at;
   if (at !== undefined) {
     if (typeof at === 'number') {
-      if (!Number.isInteger(at) || at < 0 || at > MAX_UNIX_MS) return false;
+      if (!Number.isInteger(at) || at < 0 || at > MAX_INSTANT_MS) return false;
     } else if (typeof at !== 'string' || !isCanonicalIso(at)) return false;
   }
   const consensus = s.model_consensus;
-  return consensus === undefined || isSmallFlatConsensus(consensus);
+  return consensus === undefined || isAcceptableConsensus(consensus);
 }
 
 /** The batch as is when it is certainly valid; undefined means "ask zod". */

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createRoute, z } from '@hono/zod-openapi';
 import { sql } from 'drizzle-orm';
+import { drizzle } from 'drizzle-orm/node-postgres';
 import type { Context } from 'hono';
 import type pg from 'pg';
 import type { Database, Executor } from './db.ts';
@@ -37,22 +38,12 @@ export const TENANT_SETTING = 'app.tenant_id';
 /**
  * Runs `fn` in a transaction that can see (and write) only `tenantId`'s rows: the tenant is set
  * for this transaction alone (`set_config(…, true)`), so a pooled connection never carries it
- * into another request. Retries a deadlock, which concurrent batches touching the same rollup
- * rows can meet.
+ * into another request. A deadlock or serialization failure is retried.
  */
 export async function withTenant<T>(db: Database, tenantId: string, fn: (tx: Executor) => Promise<T>): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await db.transaction(async (tx) => {
-        await tx.execute(sql`SELECT set_config(${TENANT_SETTING}, ${tenantId}, true)`);
-        return fn(tx);
-      });
-    } catch (err) {
-      const code = (err as { code?: string; cause?: { code?: string } }).cause?.code ?? (err as { code?: string }).code;
-      if ((code === '40P01' || code === '40001') && attempt < 3) continue;
-      throw err;
-    }
-  }
+  // One connection, BEGIN and the setting in one round trip (withTenantClient), Drizzle on top.
+  const pool = (db as unknown as { $client: pg.Pool }).$client;
+  return withTenantClient(pool, tenantId, (client) => fn(drizzle({ client })));
 }
 
 /**
