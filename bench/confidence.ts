@@ -120,8 +120,8 @@ export async function confidenceIngestBench(opts: { n?: number; batch?: number; 
     const bodies = Array.from({ length: Math.ceil(n / batch) }, (_, b) => JSON.stringify({ scores: scores.slice(b * batch, (b + 1) * batch) }));
     const csv = csvOf(tenant.id, scores);
     const reset = async () => {
-      await db.query('TRUNCATE confidence_scores, confidence_hourly, confidence_hourly_pending CASCADE');
-      await db.query('VACUUM ANALYZE confidence_scores, confidence_hourly, confidence_hourly_pending');
+      await db.query('TRUNCATE confidence_scores, confidence_hourly, confidence_daily, confidence_hourly_pending CASCADE');
+      await db.query('VACUUM ANALYZE confidence_scores, confidence_hourly, confidence_daily, confidence_hourly_pending');
     };
     const ours: number[] = [];
     const floors: number[] = [];

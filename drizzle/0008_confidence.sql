@@ -73,7 +73,8 @@ CREATE TABLE "confidence_hourly_pending" (
 	"sum_factual" double precision NOT NULL,
 	"sum_reasoning" double precision NOT NULL,
 	"sum_contextual" double precision NOT NULL,
-	"sum_uncertainty_width" double precision NOT NULL
+	"sum_uncertainty_width" double precision NOT NULL,
+	CONSTRAINT "confidence_hourly_pending_model_named" CHECK (model <> '')
 );
 --> statement-breakpoint
 CREATE TABLE "confidence_scores" (
@@ -94,7 +95,8 @@ CREATE TABLE "confidence_scores" (
 	CONSTRAINT "confidence_scores_contextual_range" CHECK (contextual_relevance >= 0 AND contextual_relevance <= 1),
 	CONSTRAINT "confidence_scores_lower_range" CHECK (uncertainty_lower >= 0 AND uncertainty_lower <= 1),
 	CONSTRAINT "confidence_scores_upper_range" CHECK (uncertainty_upper >= 0 AND uncertainty_upper <= 1),
-	CONSTRAINT "confidence_scores_bounds_order" CHECK (uncertainty_lower <= uncertainty_upper)
+	CONSTRAINT "confidence_scores_bounds_order" CHECK (uncertainty_lower <= uncertainty_upper),
+	CONSTRAINT "confidence_scores_model_named" CHECK (model <> '')
 );
 --> statement-breakpoint
 CREATE TABLE "confidence_temperature_fits" (

@@ -1,4 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
+import { sql } from 'drizzle-orm';
+import { withTenant } from '../../libs/platform/src/index.ts';
 import { useHarness } from '../harness.ts';
 
 // Tenant A and tenant B send the same request ids; every read and write must stay on its side.
@@ -86,6 +88,19 @@ describe('row-level security, enforced by Postgres', () => {
       client.release();
     }
     expect((await t.h.ownerQuery("SELECT count(*)::int AS n FROM confidence_scores WHERE model = 'moved'"))[0]!.n).toBe(0);
+  });
+});
+
+describe('tenant transactions', () => {
+  it('retry a deadlock, raised through Drizzle, with the tenant set again', async () => {
+    let attempts = 0;
+    const seen = await withTenant(t.h.platform.db, a.id, async (tx) => {
+      attempts++;
+      if (attempts === 1) await tx.execute(sql`DO $$ BEGIN RAISE EXCEPTION 'simulated' USING ERRCODE = '40P01'; END $$`);
+      return (await tx.execute<{ n: number }>(sql`SELECT count(DISTINCT tenant_id)::int AS n FROM confidence_scores`)).rows[0]!.n;
+    });
+    expect({ attempts, seen }).toEqual({ attempts: 2, seen: 1 });
+    await expect(withTenant(t.h.platform.db, a.id, (tx) => tx.execute(sql`SELECT 1/0`))).rejects.toThrow();
   });
 });
 

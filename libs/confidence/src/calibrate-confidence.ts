@@ -69,7 +69,9 @@ export async function runConfidenceCalibration(job: Pick<JobContext, 'platform' 
   const fitted: ModelFit[] = [];
   const skipped: { tenant_id: string; model: string; outcomes: number; reason: string }[] = [];
   for (const tenantId of tenantIds) {
-    await withTenant(platform.db, tenantId, async (tx) => {
+    // What one tenant's transaction found is kept only once it committed (a retried
+    // transaction starts over).
+    const found = await withTenant(platform.db, tenantId, async (tx) => {
       const { rows } = await tx.execute<{ model: string; confidence: number; count: number; positives: number }>(sql`
         SELECT model, predicted_confidence::float8 AS confidence, count(*)::int AS count, count(*) FILTER (WHERE actual_outcome)::int AS positives
           FROM confidence_calibration
@@ -79,25 +81,29 @@ export async function runConfidenceCalibration(job: Pick<JobContext, 'platform' 
       for (const r of rows) byModel.set(r.model, [...(byModel.get(r.model) ?? []), { confidence: r.confidence, count: r.count, positives: r.positives }]);
       if (payload.model && !byModel.has(payload.model)) byModel.set(payload.model, []);
       const fits: ModelFit[] = [];
+      const skips: typeof skipped = [];
       for (const [model, groups] of byModel) {
         const fit = fitModel(groups, config.CONFIDENCE_BINS, config.CONFIDENCE_MIN_OUTCOMES);
-        if ('skipped' in fit) skipped.push({ tenant_id: tenantId, model, outcomes: fit.outcomes, reason: fit.skipped });
+        if ('skipped' in fit) skips.push({ tenant_id: tenantId, model, outcomes: fit.outcomes, reason: fit.skipped });
         else fits.push({ tenant_id: tenantId, model, ...fit });
       }
-      if (fits.length === 0) return;
-      const col = <K extends keyof ModelFit>(k: K) => sql.param(fits.map((f) => f[k]));
-      await tx.execute(sql`
-        INSERT INTO confidence_temperature_fits (tenant_id, model, temperature, outcomes, ece_before, ece_after, brier_before, brier_after,
-                                                 log_loss_before, log_loss_after, bins, job_key)
-        SELECT ${tenantId}::uuid, model, temperature, outcomes, ece_before, ece_after, brier_before, brier_after, log_loss_before, log_loss_after,
-               ${config.CONFIDENCE_BINS}, ${job.jobKey}
-          FROM unnest(${col('model')}::text[], ${col('temperature')}::float8[], ${col('outcomes')}::int[], ${col('ece_before')}::float8[],
-                      ${col('ece_after')}::float8[], ${col('brier_before')}::float8[], ${col('brier_after')}::float8[],
-                      ${col('log_loss_before')}::float8[], ${col('log_loss_after')}::float8[])
-            AS t(model, temperature, outcomes, ece_before, ece_after, brier_before, brier_after, log_loss_before, log_loss_after)
-        ON CONFLICT (tenant_id, model, job_key) DO NOTHING`);
-      fitted.push(...fits);
+      if (fits.length > 0) {
+        const col = <K extends keyof ModelFit>(k: K) => sql.param(fits.map((f) => f[k]));
+        await tx.execute(sql`
+          INSERT INTO confidence_temperature_fits (tenant_id, model, temperature, outcomes, ece_before, ece_after, brier_before, brier_after,
+                                                   log_loss_before, log_loss_after, bins, job_key)
+          SELECT ${tenantId}::uuid, model, temperature, outcomes, ece_before, ece_after, brier_before, brier_after, log_loss_before, log_loss_after,
+                 ${config.CONFIDENCE_BINS}, ${job.jobKey}
+            FROM unnest(${col('model')}::text[], ${col('temperature')}::float8[], ${col('outcomes')}::int[], ${col('ece_before')}::float8[],
+                        ${col('ece_after')}::float8[], ${col('brier_before')}::float8[], ${col('brier_after')}::float8[],
+                        ${col('log_loss_before')}::float8[], ${col('log_loss_after')}::float8[])
+              AS t(model, temperature, outcomes, ece_before, ece_after, brier_before, brier_after, log_loss_before, log_loss_after)
+          ON CONFLICT (tenant_id, model, job_key) DO NOTHING`);
+      }
+      return { fits, skips };
     });
+    fitted.push(...found.fits);
+    skipped.push(...found.skips);
   }
   job.log.info({ tenants: tenantIds.length, fitted: fitted.length, skipped: skipped.length }, 'confidence temperatures fitted');
   // A run over every tenant lists the first few hundred; the counts are complete.

@@ -376,6 +376,8 @@ export async function insertPerformanceMetrics(tx: Executor, tenantId: string, m
                     ${col('hallucination_rate')}::float8[], ${sql.param(metrics.map((m) => toDate(m.created_at)))}::timestamptz[])
           AS t(endpoint, request_id, model, response_time_ms, tokens_used, system_load, memory_usage_mb, cpu_usage_percent,
                cache_hit_rate, confidence_accuracy, hallucination_rate, created_at)
+       -- One order for every batch: two sharing (endpoint, request_id) keys wait rather than deadlock.
+       ORDER BY endpoint, request_id
       ON CONFLICT (tenant_id, endpoint, request_id) WHERE request_id IS NOT NULL DO NOTHING
       RETURNING 1
     )

@@ -62,6 +62,8 @@ export const confidenceScores = pgTable(
     check('confidence_scores_lower_range', unitRange('uncertainty_lower')),
     check('confidence_scores_upper_range', unitRange('uncertainty_upper')),
     check('confidence_scores_bounds_order', sql`uncertainty_lower <= uncertainty_upper`),
+    // The rollups keep all models' totals under model '': no score may claim that name.
+    check('confidence_scores_model_named', sql`model <> ''`),
   ],
 );
 
@@ -121,7 +123,7 @@ export const confidenceHourlyPending = pgTable(
     bucket: timestamp('bucket', { withTimezone: true }).notNull(),
     ...rollupSums(),
   },
-  (t) => [index('confidence_hourly_pending_idx').on(t.tenantId, t.bucket)],
+  (t) => [index('confidence_hourly_pending_idx').on(t.tenantId, t.bucket), check('confidence_hourly_pending_model_named', sql`model <> ''`)],
 );
 
 /**

@@ -38,7 +38,8 @@ export const TENANT_SETTING = 'app.tenant_id';
 /**
  * Runs `fn` in a transaction that can see (and write) only `tenantId`'s rows: the tenant is set
  * for this transaction alone (`set_config(…, true)`), so a pooled connection never carries it
- * into another request. A deadlock or serialization failure is retried.
+ * into another request. A deadlock or serialization failure is retried: `fn` runs again, so it
+ * must keep its effects in the database (or return them).
  */
 export async function withTenant<T>(db: Database, tenantId: string, fn: (tx: Executor) => Promise<T>): Promise<T> {
   // One connection, BEGIN and the setting in one round trip (withTenantClient), Drizzle on top.
@@ -62,7 +63,8 @@ export async function withTenantClient<T>(pool: pg.Pool, tenantId: string, fn: (
       return result;
     } catch (err) {
       await client.query('ROLLBACK').catch(() => (broken = true));
-      const code = (err as { code?: string }).code;
+      // Drizzle wraps the driver's error; Postgres' code is on its cause.
+      const code = (err as { cause?: { code?: string } }).cause?.code ?? (err as { code?: string }).code;
       if ((code === '40P01' || code === '40001') && attempt < 3) continue;
       throw err;
     } finally {
