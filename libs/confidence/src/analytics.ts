@@ -1,6 +1,6 @@
 import { ApiError, type Executor } from '@caliber/platform';
 import { sql } from 'drizzle-orm';
-import { applyTemperature, calibrationMetrics, scaleGroups, type ConfidenceGroup } from './calibration-math.ts';
+import { calibrationMetrics, scaleGroups, type ConfidenceGroup } from './calibration-math.ts';
 
 /** The model rows the folded rollups keep for all of a tenant's models together. */
 export const ALL_MODELS = '';
@@ -101,7 +101,7 @@ export async function confidenceTrends(tx: Executor, tenantId: string, q: Trends
 }
 
 /** A model's outcomes as groups of equal predicted confidence (at most 10 001: 4 decimals). */
-async function outcomeGroups(tx: Executor, tenantId: string, filter: ReturnType<typeof sql>) {
+export async function outcomeGroups(tx: Executor, tenantId: string, filter: ReturnType<typeof sql> = sql``) {
   const { rows } = await tx.execute<{ model: string; confidence: number; count: number; positives: number }>(sql`
     SELECT model, predicted_confidence::float8 AS confidence, count(*)::int AS count, count(*) FILTER (WHERE actual_outcome)::int AS positives
       FROM confidence_calibration
@@ -290,7 +290,7 @@ export async function dashboard(run: TenantRunner, tenantId: string, hours: numb
         mce: m.n ? round(m.mce) : null,
         brier: m.n ? round(m.brier) : null,
         temperature: fit?.temperature ?? null,
-        calibrated_ece: fit && m.n ? round(calibrationMetrics(groups.map((g) => ({ ...g, confidence: applyTemperature(g.confidence, fit.temperature) })), bins).ece) : null,
+        calibrated_ece: fit && m.n ? round(calibrationMetrics(scaleGroups(groups, fit.temperature), bins).ece) : null,
       };
     }),
     performance: perf.rows.map((r) => ({

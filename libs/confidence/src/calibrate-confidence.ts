@@ -2,6 +2,7 @@ import { defineJob, withTenant, type JobContext } from '@caliber/platform';
 import { sql } from 'drizzle-orm';
 import { z } from 'zod';
 import { calibrationMetrics, fitTemperature, logLoss, scaleGroups, type ConfidenceGroup } from './calibration-math.ts';
+import { outcomeGroups } from './analytics.ts';
 import type { ConfidenceConfig } from './config.ts';
 
 /** Fits a temperature per model (the `confidence` kind of the `calibrate` queue). */
@@ -72,13 +73,7 @@ export async function runConfidenceCalibration(job: Pick<JobContext, 'platform' 
     // What one tenant's transaction found is kept only once it committed (a retried
     // transaction starts over).
     const found = await withTenant(platform.db, tenantId, async (tx) => {
-      const { rows } = await tx.execute<{ model: string; confidence: number; count: number; positives: number }>(sql`
-        SELECT model, predicted_confidence::float8 AS confidence, count(*)::int AS count, count(*) FILTER (WHERE actual_outcome)::int AS positives
-          FROM confidence_calibration
-         WHERE tenant_id = ${tenantId}::uuid ${payload.model ? sql`AND model = ${payload.model}` : sql``}
-         GROUP BY model, predicted_confidence ORDER BY model, predicted_confidence`);
-      const byModel = new Map<string, ConfidenceGroup[]>();
-      for (const r of rows) byModel.set(r.model, [...(byModel.get(r.model) ?? []), { confidence: r.confidence, count: r.count, positives: r.positives }]);
+      const byModel = await outcomeGroups(tx, tenantId, payload.model ? sql`AND model = ${payload.model}` : undefined);
       if (payload.model && !byModel.has(payload.model)) byModel.set(payload.model, []);
       const fits: ModelFit[] = [];
       const skips: typeof skipped = [];
