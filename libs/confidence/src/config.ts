@@ -3,7 +3,7 @@ import { z } from 'zod';
 
 export const confidenceEnvSchema = z.object({
   /** Temperature fits for every tenant's models (BullMQ job scheduler, in TZ). Empty disables it. */
-  CONFIDENCE_CALIBRATION_CRON: z.string().default('30 4 * * *'),
+  CONFIDENCE_CALIBRATION_CRON: envVar.cron('30 4 * * *'),
   /** Outcomes a model needs before a temperature is fitted for it. */
   CONFIDENCE_MIN_OUTCOMES: envVar.int(30, 2),
   /** Reliability bins of the calibration metrics unless a request names its own. */

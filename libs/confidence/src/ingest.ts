@@ -1,12 +1,11 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { ApiError, type Executor } from '@caliber/platform';
+import { ApiError, isStorableInstant, isStorableJson, isStorableText, MAX_INSTANT_MS, type Executor } from '@caliber/platform';
 import { z } from '@hono/zod-openapi';
 import { sql } from 'drizzle-orm';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { VALIDATION_METHODS } from './schema.ts';
-import { isStorableInstant, isStorableJson, isStorableText, MAX_INSTANT_MS } from './storable.ts';
 
 /** The most items one request may carry; a bigger batch is split by the client. */
 export const MAX_BATCH = 10_000;

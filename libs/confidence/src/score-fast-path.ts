@@ -1,5 +1,5 @@
 import { MAX_BATCH, MAX_CONSENSUS_CHARS, type ConfidenceScoreInput } from './ingest.ts';
-import { isStorableJson, isStorableText, MAX_INSTANT_MS } from './storable.ts';
+import { isStorableJson, isStorableText, MAX_INSTANT_MS } from '@caliber/platform';
 
 // A batch of 10 000 scores spent most of its gateway time in zod (and in collecting the copies zod
 // makes). This check accepts only what `scoreBatchSchema` certainly accepts — a subset, tested

@@ -55,7 +55,7 @@ export const fineTuningEnvSchema = z
     /** Hours after a job (not failed or cancelled) before the model may be fine-tuned again. */
     FINE_TUNE_COOLDOWN_HOURS: envVar.number(168, 0),
     /** Checks for jobs whose queue job was lost or failed without settling (BullMQ job scheduler). Empty disables it. */
-    FINE_TUNE_RECONCILE_CRON: z.string().default('*/5 * * * *'),
+    FINE_TUNE_RECONCILE_CRON: envVar.cron('*/5 * * * *'),
   })
   .superRefine((env, ctx) => {
     if (env.AUTO_FINE_TUNE && !env.FINE_TUNE_ACCOUNT) {

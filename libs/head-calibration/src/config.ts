@@ -26,7 +26,7 @@ export const headCalibrationEnvSchema = z.object({
   /** Per-head thresholds, e.g. `{"effnet/mood_happy":{"jsd":0.15}}`. */
   CALIBRATION_DRIFT_OVERRIDES: envVar.json(overridesSchema, {}, 'e.g. {"effnet/mood_happy":{"jsd":0.15}}'),
   /** Optional cron pattern for a recurring calibration run (development mode only). */
-  CALIBRATION_CRON: z.string().optional(),
+  CALIBRATION_CRON: envVar.cron(''),
   /** Once every reference update of a run is installed, re-tag the files of the heads it moved. */
   AUTO_RETAG: envVar.bool(false),
   /** Start a calibration run after this many new tagged files since the last run (0: never). */

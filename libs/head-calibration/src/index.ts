@@ -42,7 +42,7 @@ export function headCalibrationModule(config: HeadCalibrationConfig = loadHeadCa
         description: 'Head calibration run over the whole library (CALIBRATION_CRON, development mode only)',
         job: calibrateHeadsJob,
         payload: { requested_by: 'schedule' },
-        pattern: config.CALIBRATE_HEADS ? config.CALIBRATION_CRON : undefined,
+        pattern: (config.CALIBRATE_HEADS && config.CALIBRATION_CRON) || undefined,
         tz: platform.TZ,
       },
     ],

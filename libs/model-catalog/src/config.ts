@@ -13,7 +13,7 @@ export const modelCatalogEnvSchema = z.object({
   AA_MAX_ATTEMPTS: envVar.int(4, 1, 20),
   AA_RETRY_BASE_MS: envVar.int(1_000, 0),
   /** Daily mapping run (BullMQ job scheduler); empty disables it. */
-  MAP_MODELS_CRON: z.string().default('0 4 * * *'),
+  MAP_MODELS_CRON: envVar.cron('0 4 * * *'),
   /** Seconds a best-model answer is cached in Redis (invalidated when mappings change). */
   BEST_MODEL_TTL: envVar.int(24 * 3600, 1),
   /** Matches scoring below this are left unmapped. */

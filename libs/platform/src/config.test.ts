@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadPlatformConfig } from './config.ts';
+import { z } from 'zod';
+import { ConfigError, envVar, loadPlatformConfig, parseEnv } from './config.ts';
 
 const base = { NODE_ENV: 'production', CALIBER_API_KEY: 'a-long-enough-admin-key' };
 
@@ -53,5 +54,24 @@ describe('loadPlatformConfig', () => {
 
   it('reports every wrong variable at once', () => {
     expect(() => loadPlatformConfig({ ...base, PORT: 'x', LOG_LEVEL: 'y' })).toThrow(/PORT[\s\S]*LOG_LEVEL/);
+  });
+});
+
+describe('envVar.cron', () => {
+  const schema = z.object({ X_CRON: envVar.cron('0 5 * * *') });
+  it.each([
+    [undefined, '0 5 * * *'],
+    ['', ''],
+    ['off', ''],
+    [' OFF ', ''],
+    ['*/5 * * * *', '*/5 * * * *'],
+    ['0 0 3 * * MON', '0 0 3 * * MON'],
+  ])('%j → %j (empty or off: the schedule is off)', (value, pattern) => {
+    expect(parseEnv(schema, { X_CRON: value }).X_CRON).toBe(pattern);
+  });
+
+  it('refuses a pattern cron cannot read, naming the variable', () => {
+    expect(() => parseEnv(schema, { X_CRON: '61 * * * *' })).toThrow(/X_CRON: must be a cron pattern .*got "61 \* \* \* \*"/);
+    expect(() => parseEnv(schema, { X_CRON: 'daily' })).toThrow(/X_CRON: must be a cron pattern/);
   });
 });

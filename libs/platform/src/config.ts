@@ -1,3 +1,4 @@
+import { CronExpressionParser } from 'cron-parser';
 import { z } from 'zod';
 
 /** Raised when an environment variable has a wrong value; the message names every bad variable. */
@@ -10,22 +11,26 @@ export class ConfigError extends Error {
 
 type Env = Record<string, string | undefined>;
 
+/** Variables where an empty value means something (a schedule turned off) rather than "unset". */
+const emptyIsAValue = new WeakSet<z.ZodType>();
+
 /**
  * Parses the variables a schema declares out of an environment. Empty strings count as unset, so
- * `PORT=` falls back to the default instead of becoming 0.
+ * `PORT=` falls back to the default instead of becoming 0, except for `envVar.cron` variables,
+ * where `X_CRON=` turns the schedule off.
  */
 export function parseEnv<S extends z.ZodObject>(schema: S, env: Env = process.env): z.infer<S> {
   const picked: Record<string, string> = {};
   for (const key of Object.keys(schema.shape)) {
     const value = env[key];
-    if (value !== undefined && value !== '') picked[key] = value;
+    if (value !== undefined && (value !== '' || emptyIsAValue.has(schema.shape[key] as z.ZodType))) picked[key] = value;
   }
   const result = schema.safeParse(picked);
   if (!result.success) {
     throw new ConfigError(
       result.error.issues.map((issue) => {
         const name = issue.path.length > 0 ? issue.path.join('.') : '(environment)';
-        const raw = typeof issue.path[0] === 'string' && !/KEY|SECRET|PASSWORD/.test(issue.path[0]) ? picked[issue.path[0]] : undefined;
+        const raw = typeof issue.path[0] === 'string' && !/KEY|SECRET|PASSWORD|TOKEN|WEBHOOK/.test(issue.path[0]) ? picked[issue.path[0]] : undefined;
         // A URL may carry a password: never echo it.
         const shown = raw?.replace(/\/\/([^/@:]*):[^/@]*@/, '//$1:***@');
         return `${name}: ${issue.message}${shown !== undefined ? ` (got "${shown}")` : ''}`;
@@ -58,6 +63,28 @@ export const envVar = {
       })
       .pipe(schema)
       .default(def as never),
+  /**
+   * A schedule: a cron pattern (5 fields, or 6 with seconds), checked now so a typo stops start-up
+   * rather than the worker; empty or `off` turns it off ('').
+   */
+  cron: (def: string) => {
+    const schema = z
+      .string()
+      .transform((value, ctx) => {
+        const pattern = value.trim();
+        if (pattern === '' || pattern.toLowerCase() === 'off') return '';
+        try {
+          CronExpressionParser.parse(pattern);
+        } catch (err) {
+          ctx.addIssue({ code: 'custom', message: `must be a cron pattern such as "0 5 * * *", or empty / "off" to disable (${(err as Error).message})` });
+          return z.NEVER;
+        }
+        return pattern;
+      })
+      .default(def);
+    emptyIsAValue.add(schema);
+    return schema;
+  },
 };
 
 export const platformEnvSchema = z

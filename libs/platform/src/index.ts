@@ -38,4 +38,5 @@ export {
 export { createGatewayMetrics, JobDurationRecorder } from './metrics.ts';
 export { bullBoard, platformRoutes } from './platform-routes.ts';
 export { delay, groupBy, summarizeIssues } from './util.ts';
+export { isStorableInstant, isStorableJson, isStorableText, MAX_INSTANT_MS, MIN_INSTANT_MS } from './storable.ts';
 export { onShutdownSignal, runMain } from './process.ts';
