@@ -2,6 +2,7 @@ import { bestModelBench } from './best-model.ts';
 import { calibrateBench } from './calibrate.ts';
 import { confidenceIngestBench, confidenceQueryBench } from './confidence.ts';
 import { fineTuneDatasetBench } from './fine-tuning.ts';
+import { modelSelectionBench } from './model-selection.ts';
 import { retagEnqueueBench } from './retag-enqueue.ts';
 import { analyzeErrorsBench, feedbackIngestBench } from './response-quality.ts';
 import { retagBench } from './retag.ts';
@@ -18,6 +19,8 @@ const BENCHMARKS: Record<string, () => Promise<void>> = {
   'confidence-ingest': () => confidenceIngestBench(),
   // One seed, two lines: confidence-trends and confidence-dashboard.
   'confidence-query': () => confidenceQueryBench(),
+  // Two lines: model-selection-ingest and model-selection-calibrate.
+  'model-selection': () => modelSelectionBench(),
 };
 
 const wanted = process.argv.slice(2);

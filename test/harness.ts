@@ -16,6 +16,8 @@ import { loadModelCatalogConfig, modelCatalogModule } from '../libs/model-catalo
 import { loadResponseQualityConfig, responseQualityModule } from '../libs/response-quality/src/index.ts';
 import { fineTuningModule, loadFineTuningConfig } from '../libs/fine-tuning/src/index.ts';
 import { confidenceModule, loadConfidenceConfig } from '../libs/confidence/src/index.ts';
+import { loadModelSelectionConfig, modelSelectionModule } from '../libs/model-selection/src/index.ts';
+import { loadNotificationsConfig, notificationsModule } from '../libs/notifications/src/index.ts';
 import {
   createLogger,
   createPlatform,
@@ -122,6 +124,8 @@ export function testModules(env: Record<string, string>): DomainModule[] {
     responseQualityModule(loadResponseQualityConfig(env)),
     fineTuningModule(loadFineTuningConfig(env)),
     confidenceModule(loadConfidenceConfig(env)),
+    modelSelectionModule(loadModelSelectionConfig(env)),
+    notificationsModule(loadNotificationsConfig(env)),
   ];
 }
 

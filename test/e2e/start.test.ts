@@ -99,7 +99,7 @@ describe('caliber start (npm start)', () => {
   it('created and migrated the database, and says what it started', () => {
     expect(app.output()).toMatch(/created database caliber_t_\w+_fresh/);
     expect(app.output()).toMatch(/migrations applied/);
-    expect(app.output()).toMatch(/starting gateway on :\d+ and 3 worker process\(es\): calibrate,update-reference \| retag-file \| map-models,analyze-errors,fine-tune$/m);
+    expect(app.output()).toMatch(/starting gateway on :\d+ and 3 worker process\(es\): calibrate,update-reference \| retag-file \| map-models,analyze-errors,fine-tune,notify$/m);
   });
 
   it('runs the seed’s development workflow over HTTP', async () => {

@@ -1,6 +1,8 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { confidenceModule, loadConfidenceConfig } from '@caliber/confidence';
+import { loadModelSelectionConfig, modelSelectionModule } from '@caliber/model-selection';
+import { loadNotificationsConfig, notificationsModule } from '@caliber/notifications';
 import { headCalibrationModule, importCalibrationBundle, InvalidBundleError, loadHeadCalibrationConfig, readBundleDir } from '@caliber/head-calibration';
 import { loadModelCatalogConfig, modelCatalogModule } from '@caliber/model-catalog';
 import { fineTuningModule, loadFineTuningConfig } from '@caliber/fine-tuning';
@@ -54,15 +56,25 @@ async function start(): Promise<number> {
     );
   }
   // Every setting is checked here, so a wrong value stops start-up before any process is launched.
-  const [config, heads, catalog, quality, fineTuning, confidence] = loadAll(
+  const [config, heads, catalog, quality, fineTuning, confidence, modelSelection, notifications] = loadAll(
     () => loadPlatformConfig(env),
     () => loadHeadCalibrationConfig(env),
     () => loadModelCatalogConfig(env),
     () => loadResponseQualityConfig(env),
     () => loadFineTuningConfig(env),
     () => loadConfidenceConfig(env),
+    () => loadModelSelectionConfig(env),
+    () => loadNotificationsConfig(env),
   );
-  const modules = [headCalibrationModule(heads), modelCatalogModule(catalog), responseQualityModule(quality), fineTuningModule(fineTuning), confidenceModule(confidence)];
+  const modules = [
+    headCalibrationModule(heads),
+    modelCatalogModule(catalog),
+    responseQualityModule(quality),
+    fineTuningModule(fineTuning),
+    confidenceModule(confidence),
+    modelSelectionModule(modelSelection),
+    notificationsModule(notifications),
+  ];
 
   const { createdDatabase } = await preflight(config);
   if (createdDatabase) say(`created database ${new URL(config.DATABASE_URL).pathname.slice(1)}`);

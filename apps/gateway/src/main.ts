@@ -1,5 +1,7 @@
 import { serve } from '@hono/node-server';
 import { confidenceModule } from '@caliber/confidence';
+import { modelSelectionModule } from '@caliber/model-selection';
+import { notificationsModule } from '@caliber/notifications';
 import { headCalibrationModule } from '@caliber/head-calibration';
 import { modelCatalogModule } from '@caliber/model-catalog';
 import { fineTuningModule } from '@caliber/fine-tuning';
@@ -9,7 +11,7 @@ import { createGateway } from './app.ts';
 
 runMain(async () => {
   const config = loadPlatformConfig();
-  const modules = [headCalibrationModule(), modelCatalogModule(), responseQualityModule(), fineTuningModule(), confidenceModule()];
+  const modules = [headCalibrationModule(), modelCatalogModule(), responseQualityModule(), fineTuningModule(), confidenceModule(), modelSelectionModule(), notificationsModule()];
   const platform = createPlatform(config, { name: 'gateway' });
   const gateway = createGateway(platform, modules);
   const server = serve({ fetch: gateway.app.fetch, port: config.PORT });

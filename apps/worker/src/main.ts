@@ -1,4 +1,6 @@
 import { confidenceModule } from '@caliber/confidence';
+import { modelSelectionModule } from '@caliber/model-selection';
+import { notificationsModule } from '@caliber/notifications';
 import { headCalibrationModule } from '@caliber/head-calibration';
 import { modelCatalogModule } from '@caliber/model-catalog';
 import { fineTuningModule } from '@caliber/fine-tuning';
@@ -9,7 +11,7 @@ import { parseQueuesArg, startWorkerProcess } from './worker.ts';
 runMain(async () => {
   const config = loadPlatformConfig();
   const queues = parseQueuesArg(process.argv.slice(2));
-  const modules = [headCalibrationModule(), modelCatalogModule(), responseQualityModule(), fineTuningModule(), confidenceModule()];
+  const modules = [headCalibrationModule(), modelCatalogModule(), responseQualityModule(), fineTuningModule(), confidenceModule(), modelSelectionModule(), notificationsModule()];
   const platform = createPlatform(config, { name: `worker${queues ? `-${queues.join('+')}` : ''}` });
   const { running, schedulesRegistered } = startWorkerProcess(platform, modules, { queues });
 
