@@ -39,8 +39,10 @@ export async function candidateStats(tx: Executor, config: ModelSelectionConfig,
   }
   const { rows } = await tx.execute<PairStats>(sql`
     SELECT ${pairColumns}, provider, model_id,
-           count(*)::int AS samples, avg(quality_score)::float8 AS quality,
-           percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms)::float8 AS latency_ms, avg(cost_usd)::float8 AS cost_usd
+           -- Rounded past what the inputs could mean, so float noise (0.0014999999999999998) never shows.
+           count(*)::int AS samples, round(avg(quality_score)::numeric, 6)::float8 AS quality,
+           round((percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms))::numeric, 3)::float8 AS latency_ms,
+           round(avg(cost_usd)::numeric, 9)::float8 AS cost_usd
       FROM calibration_results
      WHERE true ${window} ${filter}
      GROUP BY ${groups}`);

@@ -87,9 +87,9 @@ export async function insertResults(tx: Executor, results: CalibrationResultInpu
                     ${col((r) => r.quality_score)}::float8[], ${col((r) => r.latency_ms)}::float8[], ${col((r) => r.cost_usd)}::float8[],
                     ${col((r) => r.tested_at ?? null)}::timestamptz[])
              AS u(run_id, language, size_category, model_id, provider, repository, quality_score, latency_ms, cost_usd, tested_at)
-       -- In key order: concurrent batches sharing results then take their index locks in one order
-       -- and cannot deadlock.
-       ORDER BY run_id, language, size_category, provider, model_id, repository
+       -- In one order (any total order will do; bytewise is the cheap one): concurrent batches
+       -- sharing results then take their index locks in the same order and cannot deadlock.
+       ORDER BY run_id COLLATE "C", language COLLATE "C", size_category COLLATE "C", provider COLLATE "C", model_id COLLATE "C", repository COLLATE "C"
       ON CONFLICT (run_id, language, size_category, provider, model_id, repository) DO NOTHING
       RETURNING 1)
     SELECT count(*)::int AS n FROM ins`);
