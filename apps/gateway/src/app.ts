@@ -2,6 +2,8 @@ import {
   bullBoard,
   createGatewayMetrics,
   createRouter,
+  dashboardRoutes,
+  docsRoutes,
   errorBody,
   gatewayAuth,
   JobWaiter,
@@ -17,8 +19,9 @@ import {
 import { bodyLimit } from 'hono/body-limit';
 import { requestId } from 'hono/request-id';
 
-/** Routes anyone may call: probes, the API description and the login form. */
-const PUBLIC_PATHS = new Set(['/healthz', '/readyz', '/openapi.json', '/login', '/logout']);
+/** Routes anyone may call: probes, the API description and its docs, and the login form. */
+const PUBLIC_PATHS = new Set(['/healthz', '/readyz', '/openapi.json', '/docs', '/favicon.ico', '/login', '/logout']);
+const isPublic = (path: string) => PUBLIC_PATHS.has(path) || path.startsWith('/docs/assets/');
 
 export const MAX_BODY_BYTES = 10 * 1024 * 1024;
 
@@ -49,9 +52,11 @@ export function createGateway(platform: PlatformContext, modules: DomainModule[]
       onError: (c) => c.json(errorBody('payload_too_large', `Request body is over ${MAX_BODY_BYTES} bytes`), 413),
     }),
   );
-  app.use('*', (c, next) => (PUBLIC_PATHS.has(c.req.path) ? next() : auth(c, next)));
+  app.use('*', (c, next) => (isPublic(c.req.path) ? next() : auth(c, next)));
 
   app.route('/', loginRoutes(platform.config.CALIBER_API_KEY));
+  app.route('/', docsRoutes());
+  app.route('/', dashboardRoutes(ctx, modules.flatMap((m) => m.dashboard?.(ctx) ?? []), { schedules }));
   app.route('/', platformRoutes(ctx, { schedules, metrics }));
   app.route('/admin/queues', bullBoard(ctx));
   app.route('/', tenantAdminRoutes(ctx));

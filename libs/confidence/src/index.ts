@@ -1,3 +1,4 @@
+import { confidenceDashboard } from './dashboard.ts';
 import { jobHandler, type DomainModule } from '@caliber/platform';
 import { calibrateConfidenceJob, runConfidenceCalibration } from './calibrate-confidence.ts';
 import { loadConfidenceConfig, type ConfidenceConfig } from './config.ts';
@@ -13,6 +14,7 @@ export function confidenceModule(config: ConfidenceConfig = loadConfidenceConfig
   return {
     name: 'confidence',
     tenantRoutes: (ctx) => confidenceRoutes(ctx, config),
+    dashboard: (ctx) => confidenceDashboard(ctx, config),
     jobs: [jobHandler(calibrateConfidenceJob, (payload, job) => runConfidenceCalibration(job, config, payload))],
     schedules: (platform) => [
       {

@@ -1,3 +1,4 @@
+import { fineTuningDashboard } from './dashboard.ts';
 import { jobHandler, type DomainModule } from '@caliber/platform';
 import { fineTuneCheckJob } from '@caliber/response-quality';
 import { runAutoFineTune } from './auto.ts';
@@ -22,6 +23,7 @@ export function fineTuningModule(config: FineTuningConfig = loadFineTuningConfig
   const providers = createProviders(config);
   return {
     name: 'fine-tuning',
+    dashboard: (ctx) => fineTuningDashboard(ctx),
     routes: (ctx) => fineTuningRoutes(ctx, config),
     jobs: [
       jobHandler(runFineTuneJob, (payload, job) => processFineTuneRun({ platform: job.platform, config, providers }, payload.fine_tuning_job_id, job), {

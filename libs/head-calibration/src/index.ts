@@ -3,6 +3,7 @@ import { runHeadCalibration } from './calibrate-heads.ts';
 import { loadHeadCalibrationConfig, type HeadCalibrationConfig } from './config.ts';
 import { calibrateHeadsJob, retagBacklogJob, retagFileJob, updateReferenceJob } from './jobs.ts';
 import { countFailedRetag, enqueueRetagBacklog, retagFilesProcessor } from './retag.ts';
+import { headCalibrationDashboard } from './dashboard.ts';
 import { headCalibrationRoutes } from './routes.ts';
 import { updateHeadReference } from './update-reference.ts';
 
@@ -20,6 +21,7 @@ export function headCalibrationModule(config: HeadCalibrationConfig = loadHeadCa
   return {
     name: 'head-calibration',
     routes: (ctx) => headCalibrationRoutes(ctx, config),
+    dashboard: (ctx) => headCalibrationDashboard(ctx, config),
     jobs: [
       jobHandler(calibrateHeadsJob, (_payload, job) =>
         runHeadCalibration(job.platform, config, {

@@ -3,6 +3,7 @@ import { invalidateBestModelCache } from './best-model.ts';
 import { loadModelCatalogConfig, type ModelCatalogConfig } from './config.ts';
 import { invalidateBestModelJob, mapModelsJob } from './jobs.ts';
 import { runMapModels } from './map-models.ts';
+import { modelCatalogDashboard } from './dashboard.ts';
 import { modelCatalogRoutes } from './routes.ts';
 
 export { loadModelCatalogConfig, type ModelCatalogConfig } from './config.ts';
@@ -18,6 +19,7 @@ export function modelCatalogModule(config: ModelCatalogConfig = loadModelCatalog
   return {
     name: 'model-catalog',
     routes: (ctx) => modelCatalogRoutes(ctx, config),
+    dashboard: (ctx) => modelCatalogDashboard(ctx),
     jobs: [
       jobHandler(mapModelsJob, (_payload, job) => runMapModels(job.platform, config, job)),
       jobHandler(invalidateBestModelJob, async (payload, job) => {

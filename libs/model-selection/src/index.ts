@@ -1,3 +1,4 @@
+import { modelSelectionDashboard } from './dashboard.ts';
 import { jobHandler, type DomainModule } from '@caliber/platform';
 import { calibrateModelSelectionJob, runModelSelection } from './calibrate.ts';
 import { loadModelSelectionConfig, type ModelSelectionConfig } from './config.ts';
@@ -14,6 +15,7 @@ export function modelSelectionModule(config: ModelSelectionConfig = loadModelSel
   return {
     name: 'model-selection',
     routes: (ctx) => modelSelectionRoutes(ctx, config),
+    dashboard: (ctx) => modelSelectionDashboard(ctx),
     jobs: [jobHandler(calibrateModelSelectionJob, (payload, job) => runModelSelection(job, config, payload))],
     schedules: (platform) => [
       {

@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { PlatformConfig } from './config.ts';
 import { createDatabase, type Database } from './db.ts';
+import type { DashboardPage } from './dashboard.ts';
 import type { AppEnv } from './http.ts';
 import type { JobWaiter } from './job-responses.ts';
 import { createLogger, type Logger } from './logger.ts';
@@ -39,6 +40,8 @@ export interface DomainModule {
    */
   tenantRoutes?(ctx: GatewayContext): OpenAPIHono<AppEnv>;
   jobs?: JobHandler[];
+  /** Pages of `/dashboard` showing this domain's data (admin only). */
+  dashboard?(ctx: GatewayContext): DashboardPage[];
   /** Recurring jobs; `tz` comes from the platform's TZ setting. */
   schedules?(config: PlatformConfig): ScheduleDefinition[];
 }

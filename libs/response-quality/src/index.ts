@@ -1,3 +1,4 @@
+import { responseQualityDashboard } from './dashboard.ts';
 import { jobHandler, type DomainModule } from '@caliber/platform';
 import { analyzeErrorsJob, runAnalyzeErrors } from './analyze-errors.ts';
 import { loadResponseQualityConfig, type ResponseQualityConfig } from './config.ts';
@@ -13,6 +14,7 @@ export { loadResponseQualityConfig, type ResponseQualityConfig } from './config.
 export function responseQualityModule(config: ResponseQualityConfig = loadResponseQualityConfig()): DomainModule {
   return {
     name: 'response-quality',
+    dashboard: (ctx) => responseQualityDashboard(ctx),
     routes: (ctx) => {
       const app = responseQualityRoutes(ctx);
       app.route('/', modelImprovementRoutes(ctx));

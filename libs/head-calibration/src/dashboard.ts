@@ -1,0 +1,213 @@
+import { chart, emptyState, section, stats, table, type DashboardPage, type GatewayContext } from '@caliber/platform';
+import { sql } from 'drizzle-orm';
+import { html } from 'hono/html';
+import type { HeadCalibrationConfig } from './config.ts';
+import type { DriftThresholds } from './math.ts';
+import { retagStatus } from './retag.ts';
+
+/** Versions a head's charts show (the latest). */
+const MAX_VERSIONS = 60;
+
+const METRICS = [
+  { key: 'apd_p5', label: 'APD p5', threshold: 'apd' },
+  { key: 'apd_p95', label: 'APD p95', threshold: 'apd' },
+  { key: 'srd', label: 'SRD', threshold: 'srd' },
+  { key: 'jsd', label: 'JSD', threshold: 'jsd' },
+  { key: 'median_drift', label: 'median drift', threshold: 'median' },
+  { key: 'iqr_drift', label: 'IQR drift', threshold: 'iqr' },
+] as const;
+
+const COLORS = ['#5b8def', '#e07a3f', '#3fa37a', '#9b59b6', '#d64545', '#2c3e50', '#c9a227', '#16a2b8'];
+
+interface RunRow {
+  model_name: string;
+  head_name: string;
+  version: number;
+  timestamp: Date;
+  is_stable: boolean;
+  reference_version: number | null;
+  file_count: number;
+  apd_p5: number | null;
+  apd_p95: number | null;
+  srd: number | null;
+  jsd: number | null;
+  median_drift: number | null;
+  iqr_drift: number | null;
+  thresholds: DriftThresholds;
+  labels: Record<string, { samples: number; p5: number; p25: number; median: number; p75: number; p95: number; iqr: number; histogram: number[] }>;
+  [key: string]: unknown;
+}
+
+const finite = (v: number | null) => (v === null || !Number.isFinite(v) ? null : v);
+
+function headsPage(ctx: GatewayContext, config: HeadCalibrationConfig): DashboardPage {
+  return {
+    slug: 'heads',
+    title: 'Heads',
+    order: 10,
+    async render(c) {
+      const heads = (
+        await ctx.db.execute<{ model_name: string; head_name: string; runs: number; latest: number; stable: boolean; reference: number | null; source: string | null }>(sql`
+          SELECT r.model_name, r.head_name, count(*)::int AS runs, max(r.version) AS latest,
+                 bool_or(r.is_stable) FILTER (WHERE r.version = (SELECT max(version) FROM calibration_runs x WHERE x.model_name = r.model_name AND x.head_name = r.head_name)) AS stable,
+                 ref.version AS reference, ref.source
+            FROM calibration_runs r
+            LEFT JOIN calibration_references ref ON ref.model_name = r.model_name AND ref.head_name = r.head_name
+           GROUP BY r.model_name, r.head_name, ref.version, ref.source
+           ORDER BY r.model_name, r.head_name`)
+      ).rows;
+      if (heads.length === 0) {
+        return emptyState(
+          'No calibration runs yet.',
+          config.CALIBRATE_HEADS
+            ? 'Tag files with POST /library/files, then start a run: POST /admin/calibration/run'
+            : 'Calibration runs need development mode: start with CALIBRATE_HEADS=true, tag files (POST /library/files), then POST /admin/calibration/run',
+        );
+      }
+      const wanted = c.req.query('head');
+      const selected = heads.find((h) => `${h.model_name}/${h.head_name}` === wanted) ?? heads[0]!;
+      const runs = (
+        await ctx.db.execute<RunRow>(sql`
+          SELECT * FROM (
+            SELECT model_name, head_name, version, timestamp, is_stable, reference_version, file_count, apd_p5, apd_p95, srd, jsd, median_drift, iqr_drift,
+                   details->'thresholds' AS thresholds, details->'labels' AS labels
+              FROM calibration_runs WHERE model_name = ${selected.model_name} AND head_name = ${selected.head_name}
+             ORDER BY version DESC LIMIT ${MAX_VERSIONS}) r
+          ORDER BY version`)
+      ).rows;
+      const versions = runs.map((r) => `v${r.version}`);
+      const pointColors = runs.map((r) => (r.is_stable ? '#3fa37a' : '#d64545'));
+      const latest = runs.at(-1)!;
+      const labels = Object.keys(latest.labels ?? {}).sort();
+
+      const driftCharts = METRICS.map((m) =>
+        section(
+          m.label,
+          chart(
+            `drift-${m.key}`,
+            {
+              type: 'line',
+              data: {
+                labels: versions,
+                datasets: [
+                  { label: m.label, data: runs.map((r) => finite(r[m.key] as number | null)), borderColor: '#5b8def', pointBackgroundColor: pointColors, pointRadius: 5, spanGaps: true },
+                  { label: 'threshold', data: runs.map((r) => r.thresholds?.[m.threshold] ?? null), borderColor: '#d64545', borderDash: [6, 4], pointRadius: 0 },
+                ],
+              },
+              options: { plugins: { legend: { position: 'bottom' } }, scales: { y: { beginAtZero: true } } },
+            },
+            { height: 200, label: `${m.label} per version with its threshold` },
+          ),
+        ),
+      );
+      const bounds = chart(
+        'label-bounds',
+        {
+          type: 'line',
+          data: {
+            labels: versions,
+            datasets: labels.flatMap((label, i) => [
+              { label: `${label} p95`, data: runs.map((r) => r.labels?.[label]?.p95 ?? null), borderColor: COLORS[i % COLORS.length], spanGaps: true },
+              { label: `${label} p5`, data: runs.map((r) => r.labels?.[label]?.p5 ?? null), borderColor: COLORS[i % COLORS.length], borderDash: [4, 3], spanGaps: true },
+            ]),
+          },
+          options: { plugins: { legend: { position: 'bottom' } }, scales: { y: { min: 0, max: 1 } } },
+        },
+        { height: 280, label: 'p5 and p95 per label over versions' },
+      );
+      const bins = latest.labels?.[labels[0] ?? '']?.histogram?.length ?? 0;
+      const distribution = chart(
+        'label-distribution',
+        {
+          type: 'bar',
+          data: {
+            labels: Array.from({ length: bins }, (_, i) => (i / bins).toFixed(2)),
+            datasets: labels.map((label, i) => ({ label, data: latest.labels[label]!.histogram, backgroundColor: COLORS[i % COLORS.length] + 'aa', borderWidth: 0 })),
+          },
+          options: { plugins: { legend: { position: 'bottom' } }, scales: { x: { ticks: { maxTicksLimit: 11 } } } },
+        },
+        { height: 260, label: `raw score distribution per label at v${latest.version}` },
+      );
+
+      return html`
+        ${section(
+          'Heads',
+          table(
+            ['head', 'runs', 'latest version', 'latest run', 'reference'],
+            heads.map((h) => [
+              html`<a href="?head=${encodeURIComponent(`${h.model_name}/${h.head_name}`)}">${h.model_name}/${h.head_name}</a>`,
+              h.runs,
+              `v${h.latest}`,
+              h.stable ? html`<span class="badge ok">stable</span>` : html`<span class="badge bad">unstable</span>`,
+              h.reference === null ? html`<span class="badge warn">none yet</span>` : `v${h.reference} (${h.source})`,
+            ]),
+            { id: 'heads' },
+          ),
+        )}
+        <h2>${selected.model_name}/${selected.head_name}</h2>
+        ${stats([
+          ['versions shown', runs.length],
+          ['current reference', selected.reference === null ? '—' : `v${selected.reference}`],
+          ['latest run', latest.is_stable ? 'stable' : 'unstable'],
+          ['files in latest run', latest.file_count],
+        ])}
+        <p class="muted">Points: <span class="badge ok">stable run</span> <span class="badge bad">unstable run</span>; dashed red line: the threshold (stable = every metric strictly below it).</p>
+        <div class="grid">${driftCharts}</div>
+        ${section('p5 and p95 per label over versions', bounds)}
+        ${section(
+          `Label distribution report (v${latest.version})`,
+          html`${distribution}
+          ${table(
+            ['label', 'samples', 'p5', 'p25', 'median', 'p75', 'p95', 'IQR'],
+            labels.map((l) => {
+              const s = latest.labels[l]!;
+              return [l, s.samples, s.p5, s.p25, s.median, s.p75, s.p95, s.iqr];
+            }),
+            { id: 'label-report' },
+          )}`,
+        )}`;
+    },
+  };
+}
+
+function retagPage(ctx: GatewayContext, config: HeadCalibrationConfig): DashboardPage {
+  return {
+    slug: 'retag',
+    title: 'Retag',
+    order: 15,
+    data: () => retagStatus(ctx),
+    async render() {
+      const status = await retagStatus(ctx);
+      const tagged = (await ctx.db.execute<{ files: number; tags: number }>(sql`SELECT (SELECT count(*) FROM library_files)::int AS files, (SELECT count(*) FROM library_tags)::int AS tags`)).rows[0]!;
+      const empty =
+        status.total === 0
+          ? emptyState(
+              'No re-tag backlog has run yet.',
+              config.CALIBRATE_HEADS ? 'Queue the whole library: POST /admin/calibration/retag-all' : 'Re-tagging the library needs development mode (CALIBRATE_HEADS=true): POST /admin/calibration/retag-all',
+            )
+          : '';
+      return html`
+        ${empty}
+        <section id="retag-progress" data-poll="/dashboard/retag/data.json" data-interval="2000">
+          <h2>Backlog <span class="badge" data-field="state">${status.state}</span></h2>
+          <progress max="${Math.max(1, status.total)}" value="${status.done + status.failed}" style="width:100%;height:1.4rem"></progress>
+          <div class="stats">
+            <div class="stat"><span class="value" data-field="done">${status.done}</span><span class="label">files done</span></div>
+            <div class="stat"><span class="value" data-field="failed">${status.failed}</span><span class="label">failed</span></div>
+            <div class="stat"><span class="value" data-field="remaining">${status.remaining}</span><span class="label">remaining</span></div>
+            <div class="stat"><span class="value" data-field="total">${status.total}</span><span class="label">in the backlog</span></div>
+            <div class="stat"><span class="value" data-field="rate_per_second">${status.rate_per_second ?? '—'}</span><span class="label">files / s</span></div>
+            <div class="stat"><span class="value" data-field="eta_seconds">${status.eta_seconds ?? '—'}</span><span class="label">ETA (s)</span></div>
+            <div class="stat"><span class="value" data-field="jobs.pending">${status.jobs.pending}</span><span class="label">jobs pending</span></div>
+            <div class="stat"><span class="value" data-field="jobs.active">${status.jobs.active}</span><span class="label">jobs active</span></div>
+          </div>
+          <p class="muted">Refreshed every 2 s. Started: <span data-field="started_at">${status.started_at ?? '—'}</span>. Failed files' reasons are in <a href="/admin/queues/queue/retag-file">Bull Board</a>.</p>
+        </section>
+        ${section('Library', stats([['tagged files', tagged.files], ['tags', tagged.tags]]))}`;
+    },
+  };
+}
+
+export function headCalibrationDashboard(ctx: GatewayContext, config: HeadCalibrationConfig): DashboardPage[] {
+  return [headsPage(ctx, config), retagPage(ctx, config)];
+}
