@@ -16,6 +16,7 @@ const RESULTS = join(ROOT, 'test-results');
 const SCREENSHOTS = process.env.SCREENSHOTS_DIR ? join(ROOT, process.env.SCREENSHOTS_DIR) : undefined;
 
 const FIXTURES = join(ROOT, 'test/fixtures/model-catalog');
+const XSS = '"><img src=x onerror="globalThis.__xss=1">';
 const AA_FILE = join(tmpdir(), `caliber-dash-aa-${process.pid}-${Date.now()}.json`);
 
 const t = useHarness({
@@ -86,7 +87,8 @@ async function seed() {
     const c = 0.3 + ((i * 37) % 70) / 100;
     return {
       request_id: `req-${i}`,
-      model: i % 2 ? 'gpt-4o' : 'claude',
+      // A hostile model name, which lands in chart data, tables and attributes: it must stay text.
+      model: i % 2 ? 'gpt-4o' : i % 5 === 0 ? XSS : 'claude',
       factual_confidence: c,
       reasoning_confidence: c,
       contextual_relevance: c,
@@ -143,6 +145,14 @@ const PAGES = [
   { slug: 'queues', charts: 1, tables: ['#queue-counts', '#schedules'] },
 ];
 
+// CI sets CALIBER_BROWSER_TEST=required: there a missing browser fails the suite instead of skipping it.
+if (process.env.CALIBER_BROWSER_TEST === 'required' && !existsSync(CHROMIUM)) {
+  throw new Error(`CALIBER_BROWSER_TEST=required but there is no browser at ${CHROMIUM} (apt-get install -y chromium, or set CHROMIUM_PATH)`);
+}
+
+// Lines drawn for reference, not data.
+const GUIDES = new Set(['threshold', 'perfect calibration']);
+
 describe.skipIf(!existsSync(CHROMIUM))('the dashboard in a browser', () => {
   let browser: Browser;
   let page: Page;
@@ -188,20 +198,29 @@ describe.skipIf(!existsSync(CHROMIUM))('the dashboard in a browser', () => {
       const res = await page.goto(`${t.h.url}/dashboard/${p.slug}`);
       expect(res?.status()).toBe(200);
       await page.waitForFunction(() => (globalThis as unknown as { caliberCharts?: unknown[] }).caliberCharts !== undefined);
-      // Points per chart, as Chart.js holds them (null is a gap, not a point).
-      const points = await page.evaluate(() =>
-        ((globalThis as unknown as { caliberCharts: { canvas: { id: string; width: number; height: number }; data: { datasets: { data: unknown[] }[] } }[] }).caliberCharts).map((c) => ({
+      // Each data series as Chart.js holds it: how many points (null is a gap) and how many are not 0.
+      const charts = await page.evaluate(() =>
+        ((globalThis as unknown as { caliberCharts: { canvas: { id: string; width: number; height: number }; data: { datasets: { label?: string; data: unknown[] }[] } }[] }).caliberCharts).map((c) => ({
           id: c.canvas.id,
-          points: c.data.datasets.reduce((s, d) => s + d.data.filter((v) => v !== null && v !== undefined).length, 0),
           drawn: c.canvas.width > 0 && c.canvas.height > 0,
+          series: c.data.datasets.map((d) => {
+            const values = d.data.filter((v) => v !== null && v !== undefined).map((v) => (typeof v === 'object' ? (v as { y: number }).y : v));
+            return { label: d.label ?? '', points: values.length, nonZero: values.filter((v) => v !== 0).length };
+          }),
         })),
       );
-      expect(points.length, JSON.stringify(points)).toBeGreaterThanOrEqual(p.charts);
-      for (const c of points) {
-        expect(c.points, `${c.id} has data points`).toBeGreaterThan(0);
+      expect(charts.length, JSON.stringify(charts)).toBeGreaterThanOrEqual(p.charts);
+      for (const c of charts) {
         expect(c.drawn, `${c.id} is drawn`).toBe(true);
+        const data = c.series.filter((s) => !GUIDES.has(s.label));
+        expect(data.length, `${c.id} has a data series`).toBeGreaterThan(0);
+        for (const s of data) expect(s.points, `${c.id}: "${s.label}" has points`).toBeGreaterThan(0);
+        expect(data.some((s) => s.nonZero > 0), `${c.id} shows something other than zeros`).toBe(true);
       }
       for (const selector of p.tables) expect(await page.locator(`${selector} tbody tr`).count(), selector).toBeGreaterThan(0);
+      expect(await page.evaluate(() => (globalThis as unknown as { __xss?: number }).__xss)).toBeUndefined();
+      expect(await page.locator('img').count()).toBe(0);
+      if (p.slug === 'confidence') expect(await page.locator('#model-calibration').textContent()).toContain(XSS);
       if (p.slug === 'retag') {
         // The live region is refreshed from its JSON route.
         await page.waitForSelector('#retag-progress[data-updated]', { timeout: 10_000 });

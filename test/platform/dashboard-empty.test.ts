@@ -31,6 +31,16 @@ describe('the dashboard before there is any data', () => {
     expect((await t.h.request('GET', '/dashboard/retag/data.json')).body).toMatchObject({ state: 'idle', total: 0 });
   });
 
+  it('shows a head that has only an imported reference (production mode)', async () => {
+    const bundle = { 'effnet/heads/mood_happy-calibration.json': { model_name: 'effnet', head_name: 'mood_happy', version: 3, labels: { happy: { p5: 0.1, p95: 0.8, method: 'minmax' } } } };
+    expect((await t.h.request('POST', '/admin/calibration/import', { json: { files: bundle } })).status).toBe(200);
+    const res = await t.h.request('GET', '/dashboard/heads');
+    expect(res.status).toBe(200);
+    expect(res.text).toContain('effnet/mood_happy');
+    expect(res.text).toContain('Reference v3 (import)');
+    expect(res.text).toMatch(/<td>happy<\/td><td>0\.1<\/td><td>0\.8<\/td>/);
+  });
+
   it('escapes what it shows', async () => {
     const evil = '<script>alert(1)</script>';
     await t.h.createTenant(evil);

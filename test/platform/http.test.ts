@@ -85,6 +85,23 @@ describe('admin authentication', () => {
     );
     const forged = await t.h.request('GET', '/admin/queues/api/queues', { key: null, headers: { cookie: `caliber_session=${Date.now() + 1e6}.forged` } });
     expect(forged.status).toBe(401);
+
+    // A write signed in by the cookie alone must come from this origin (no cross-site request forgery).
+    const host = new URL(t.h.url).host;
+    const fromElsewhere = await t.h.request('POST', '/admin/schedules/nope/run', { key: null, headers: { cookie, origin: 'https://evil.example' } });
+    expect(fromElsewhere.status).toBe(403);
+    const crossSite = await t.h.request('POST', '/admin/schedules/nope/run', { key: null, headers: { cookie, 'sec-fetch-site': 'same-site' } });
+    expect(crossSite.status).toBe(403);
+    const sameOrigin = await t.h.request('POST', '/admin/schedules/nope/run', { key: null, headers: { cookie, origin: `http://${host}`, 'sec-fetch-site': 'same-origin' } });
+    expect(sameOrigin.status).toBe(404); // through auth: the schedule does not exist
+    const withKey = await t.h.request('POST', '/admin/schedules/nope/run', { headers: { origin: 'https://evil.example' } });
+    expect(withKey.status).toBe(404); // a Bearer key is not sent by browsers on their own
+  });
+
+  it('keeps the query string of the page a browser was sent to sign in from', async () => {
+    const res = await t.h.request('GET', '/dashboard/confidence?tenant=abc', { key: null, headers: { accept: 'text/html' } });
+    expect(res.status).toBe(302);
+    expect(res.headers.get('location')).toBe('/login?next=%2Fdashboard%2Fconfidence%3Ftenant%3Dabc');
   });
 
   it.each([

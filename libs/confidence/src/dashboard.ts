@@ -20,7 +20,11 @@ export function confidenceDashboard(ctx: GatewayContext, config: ConfidenceConfi
         if (tenants.length === 0) {
           return emptyState('No tenants yet.', 'Create one (POST /admin/tenants {"name":"acme"}), then send scores with its key: POST /confidence/scores');
         }
-        const tenant = tenants.find((t) => t.id === c.req.query('tenant')) ?? tenants[0]!;
+        const wanted = c.req.query('tenant');
+        // Looked up on its own: the picker lists the first 500, any tenant can be opened by id.
+        const named = wanted && /^[0-9a-f-]{36}$/i.test(wanted) ? (await ctx.db.execute<{ id: string; name: string }>(sql`SELECT id, name FROM tenants WHERE id = ${wanted}::uuid`)).rows[0] : undefined;
+        const tenant = named ?? tenants[0]!;
+        if (named && !tenants.some((t) => t.id === named.id)) tenants.push(named);
         const bins = config.CONFIDENCE_BINS;
         const { trends, byModel, fits } = await withTenant(ctx.db, tenant.id, async (tx) => ({
           trends: await confidenceTrends(tx, tenant.id, { bucket: 'hour', from: new Date(Date.now() - 48 * 3_600_000).toISOString() }),
@@ -36,7 +40,7 @@ export function confidenceDashboard(ctx: GatewayContext, config: ConfidenceConfi
         const fitOf = new Map(fits.map((f) => [f.model, f]));
         const scored = trends.buckets.reduce((s, b) => s + b.count, 0);
         const picker = html`<form class="inline" method="get">
-          <label>Tenant <select name="tenant" onchange="this.form.submit()">${tenants.map((t) => html`<option value="${t.id}" ${t.id === tenant.id ? 'selected' : ''}>${t.name}</option>`)}</select></label>
+          <label>Tenant <select name="tenant" data-autosubmit>${tenants.map((t) => html`<option value="${t.id}" ${t.id === tenant.id ? 'selected' : ''}>${t.name}</option>`)}</select></label>
           <noscript><button>Show</button></noscript>
         </form>`;
         const reliability = all.n === 0

@@ -1,4 +1,4 @@
-import { chart, emptyState, section, stats, table, type DashboardPage, type GatewayContext } from '@caliber/platform';
+import { chart, emptyState, rowCount, section, showCount, stats, table, type DashboardPage, type GatewayContext } from '@caliber/platform';
 import { sql } from 'drizzle-orm';
 import { html } from 'hono/html';
 import type { HeadCalibrationConfig } from './config.ts';
@@ -34,6 +34,7 @@ interface RunRow {
   median_drift: number | null;
   iqr_drift: number | null;
   thresholds: DriftThresholds;
+  failed_metrics: string[] | null;
   labels: Record<string, { samples: number; p5: number; p25: number; median: number; p75: number; p95: number; iqr: number; histogram: number[] }>;
   [key: string]: unknown;
 }
@@ -46,35 +47,61 @@ function headsPage(ctx: GatewayContext, config: HeadCalibrationConfig): Dashboar
     title: 'Heads',
     order: 10,
     async render(c) {
+      // Heads with runs (development) and heads with only an imported reference (production).
       const heads = (
-        await ctx.db.execute<{ model_name: string; head_name: string; runs: number; latest: number; stable: boolean; reference: number | null; source: string | null }>(sql`
-          SELECT r.model_name, r.head_name, count(*)::int AS runs, max(r.version) AS latest,
-                 bool_or(r.is_stable) FILTER (WHERE r.version = (SELECT max(version) FROM calibration_runs x WHERE x.model_name = r.model_name AND x.head_name = r.head_name)) AS stable,
-                 ref.version AS reference, ref.source
-            FROM calibration_runs r
-            LEFT JOIN calibration_references ref ON ref.model_name = r.model_name AND ref.head_name = r.head_name
-           GROUP BY r.model_name, r.head_name, ref.version, ref.source
-           ORDER BY r.model_name, r.head_name`)
+        await ctx.db.execute<{ model_name: string; head_name: string; runs: number; latest: number | null; stable: boolean | null; reference: number | null; source: string | null }>(sql`
+          SELECT h.model_name, h.head_name, coalesce(r.runs, 0) AS runs, r.latest, r.stable, ref.version AS reference, ref.source
+            FROM (SELECT model_name, head_name FROM calibration_runs UNION SELECT model_name, head_name FROM calibration_references) h
+            LEFT JOIN (SELECT model_name, head_name, count(*)::int AS runs, max(version) AS latest,
+                              (array_agg(is_stable ORDER BY version DESC))[1] AS stable
+                         FROM calibration_runs GROUP BY model_name, head_name) r USING (model_name, head_name)
+            LEFT JOIN calibration_references ref USING (model_name, head_name)
+           ORDER BY h.model_name, h.head_name`)
       ).rows;
       if (heads.length === 0) {
         return emptyState(
           'No calibration runs yet.',
           config.CALIBRATE_HEADS
             ? 'Tag files with POST /library/files, then start a run: POST /admin/calibration/run'
-            : 'Calibration runs need development mode: start with CALIBRATE_HEADS=true, tag files (POST /library/files), then POST /admin/calibration/run',
+            : 'Install a calibration bundle (npm run caliber -- calibration import <dir>, or POST /admin/calibration/import), or start with CALIBRATE_HEADS=true, tag files (POST /library/files) and POST /admin/calibration/run',
         );
       }
+      const headList = section(
+        'Heads',
+        table(
+          ['head', 'runs', 'latest version', 'latest run', 'reference'],
+          heads.map((h) => [
+            html`<a href="?head=${encodeURIComponent(`${h.model_name}/${h.head_name}`)}">${h.model_name}/${h.head_name}</a>`,
+            h.runs,
+            h.latest === null ? '—' : `v${h.latest}`,
+            h.stable === null ? '—' : h.stable ? html`<span class="badge ok">stable</span>` : html`<span class="badge bad">unstable</span>`,
+            h.reference === null ? html`<span class="badge warn">none yet</span>` : `v${h.reference} (${h.source})`,
+          ]),
+          { id: 'heads' },
+        ),
+      );
       const wanted = c.req.query('head');
-      const selected = heads.find((h) => `${h.model_name}/${h.head_name}` === wanted) ?? heads[0]!;
+      const selected = heads.find((h) => `${h.model_name}/${h.head_name}` === wanted) ?? heads.find((h) => h.runs > 0) ?? heads[0]!;
       const runs = (
         await ctx.db.execute<RunRow>(sql`
           SELECT * FROM (
             SELECT model_name, head_name, version, timestamp, is_stable, reference_version, file_count, apd_p5, apd_p95, srd, jsd, median_drift, iqr_drift,
-                   details->'thresholds' AS thresholds, details->'labels' AS labels
+                   details->'thresholds' AS thresholds, details->'labels' AS labels, details->'failed_metrics' AS failed_metrics
               FROM calibration_runs WHERE model_name = ${selected.model_name} AND head_name = ${selected.head_name}
              ORDER BY version DESC LIMIT ${MAX_VERSIONS}) r
           ORDER BY version`)
       ).rows;
+      if (runs.length === 0) {
+        const reference = (await ctx.db.execute<{ labels: Record<string, { p5: number; p95: number; samples?: number }> }>(sql`
+          SELECT labels FROM calibration_references WHERE model_name = ${selected.model_name} AND head_name = ${selected.head_name}`)).rows[0];
+        return html`${headList}
+          <h2>${selected.model_name}/${selected.head_name}</h2>
+          ${section(
+            `Reference v${selected.reference} (${selected.source}), no calibration runs here`,
+            html`${table(['label', 'p5', 'p95', 'samples'], Object.entries(reference?.labels ?? {}).map(([l, v]) => [l, v.p5, v.p95, v.samples ?? null]), { id: 'reference-labels' })}
+            <p class="muted">Drift charts appear once calibration runs exist (development mode: CALIBRATE_HEADS=true, then POST /admin/calibration/run).</p>`,
+          )}`;
+      }
       const versions = runs.map((r) => `v${r.version}`);
       const pointColors = runs.map((r) => (r.is_stable ? '#3fa37a' : '#d64545'));
       const latest = runs.at(-1)!;
@@ -90,7 +117,7 @@ function headsPage(ctx: GatewayContext, config: HeadCalibrationConfig): Dashboar
               data: {
                 labels: versions,
                 datasets: [
-                  { label: m.label, data: runs.map((r) => finite(r[m.key] as number | null)), borderColor: '#5b8def', pointBackgroundColor: pointColors, pointRadius: 5, spanGaps: true },
+                  { label: m.label, data: runs.map((r) => finite(r[m.key] as number | null)), borderColor: '#5b8def', pointBackgroundColor: pointColors, pointRadius: 5, spanGaps: false },
                   { label: 'threshold', data: runs.map((r) => r.thresholds?.[m.threshold] ?? null), borderColor: '#d64545', borderDash: [6, 4], pointRadius: 0 },
                 ],
               },
@@ -130,20 +157,7 @@ function headsPage(ctx: GatewayContext, config: HeadCalibrationConfig): Dashboar
       );
 
       return html`
-        ${section(
-          'Heads',
-          table(
-            ['head', 'runs', 'latest version', 'latest run', 'reference'],
-            heads.map((h) => [
-              html`<a href="?head=${encodeURIComponent(`${h.model_name}/${h.head_name}`)}">${h.model_name}/${h.head_name}</a>`,
-              h.runs,
-              `v${h.latest}`,
-              h.stable ? html`<span class="badge ok">stable</span>` : html`<span class="badge bad">unstable</span>`,
-              h.reference === null ? html`<span class="badge warn">none yet</span>` : `v${h.reference} (${h.source})`,
-            ]),
-            { id: 'heads' },
-          ),
-        )}
+        ${headList}
         <h2>${selected.model_name}/${selected.head_name}</h2>
         ${stats([
           ['versions shown', runs.length],
@@ -153,6 +167,21 @@ function headsPage(ctx: GatewayContext, config: HeadCalibrationConfig): Dashboar
         ])}
         <p class="muted">Points: <span class="badge ok">stable run</span> <span class="badge bad">unstable run</span>; dashed red line: the threshold (stable = every metric strictly below it).</p>
         <div class="grid">${driftCharts}</div>
+        ${section(
+          'Runs',
+          table(
+            ['version', 'at', 'files', 'run', 'failed metrics', 'drift against'],
+            [...runs].reverse().map((r) => [
+              `v${r.version}`,
+              new Date(r.timestamp),
+              r.file_count,
+              r.is_stable ? html`<span class="badge ok">stable</span>` : html`<span class="badge bad">unstable</span>`,
+              r.failed_metrics?.length ? r.failed_metrics.join(', ') : '—',
+              r.reference_version === null ? 'no reference (first run of the head)' : `v${r.reference_version}`,
+            ]),
+            { id: 'runs' },
+          ),
+        )}
         ${section('p5 and p95 per label over versions', bounds)}
         ${section(
           `Label distribution report (v${latest.version})`,
@@ -178,7 +207,7 @@ function retagPage(ctx: GatewayContext, config: HeadCalibrationConfig): Dashboar
     data: () => retagStatus(ctx),
     async render() {
       const status = await retagStatus(ctx);
-      const tagged = (await ctx.db.execute<{ files: number; tags: number }>(sql`SELECT (SELECT count(*) FROM library_files)::int AS files, (SELECT count(*) FROM library_tags)::int AS tags`)).rows[0]!;
+      const [files, tags] = await Promise.all([rowCount(ctx.db, 'library_files'), rowCount(ctx.db, 'library_tags')]);
       const empty =
         status.total === 0
           ? emptyState(
@@ -203,7 +232,7 @@ function retagPage(ctx: GatewayContext, config: HeadCalibrationConfig): Dashboar
           </div>
           <p class="muted">Refreshed every 2 s. Started: <span data-field="started_at">${status.started_at ?? '—'}</span>. Failed files' reasons are in <a href="/admin/queues/queue/retag-file">Bull Board</a>.</p>
         </section>
-        ${section('Library', stats([['tagged files', tagged.files], ['tags', tagged.tags]]))}`;
+        ${section('Library', stats([['files', showCount(files)], ['tags', showCount(tags)]]))}`;
     },
   };
 }

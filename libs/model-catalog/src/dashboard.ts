@@ -15,7 +15,7 @@ export function modelCatalogDashboard(ctx: GatewayContext): DashboardPage[] {
           ctx.db.execute<{ total: number; mapped: number; manual: number }>(sql`
             SELECT count(DISTINCT w.model_id)::int AS total,
                    count(DISTINCT w.model_id) FILTER (WHERE m.aa_slug IS NOT NULL)::int AS mapped,
-                   count(DISTINCT w.model_id) FILTER (WHERE m.manual)::int AS manual
+                   count(DISTINCT w.model_id) FILTER (WHERE m.manual AND m.aa_slug IS NOT NULL)::int AS manual
               FROM working_version w LEFT JOIN model_aa_mapping m ON m.model_name = w.model_id`),
           ctx.db.execute<{ id: number; created_at: Date; total_models: number; mapped: number; aa_entries: number }>(sql`
             SELECT * FROM (SELECT id, created_at, total_models, mapped, aa_entries FROM model_mapping_runs ORDER BY id DESC LIMIT 30) r ORDER BY id`),
@@ -93,7 +93,7 @@ export function modelCatalogDashboard(ctx: GatewayContext): DashboardPage[] {
               ? html`<p>Every model is mapped.</p>`
               : html`
                 <form class="inline" data-json="/admin/models/mappings/:model_name" data-method="PUT" data-reload="1" id="map-form">
-                  <label>Map <select name="model_name">${unmapped.rows.map((r) => html`<option>${r.model_id}</option>`)}</select></label>
+                  <label>Map <select name="model_name">${unmapped.rows.map((r) => html`<option value="${r.model_id}">${r.model_id}</option>`)}</select></label>
                   <label>to <input name="aa_slug" list="aa-slugs" placeholder="AA slug" required /></label>
                   <datalist id="aa-slugs">${slugs.rows.map((s) => html`<option value="${s.slug}">${s.name}</option>`)}</datalist>
                   <button type="submit">Map by hand</button>

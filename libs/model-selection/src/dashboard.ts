@@ -1,4 +1,4 @@
-import { chart, emptyState, section, stats, table, type DashboardPage, type GatewayContext } from '@caliber/platform';
+import { chart, emptyState, rowCount, section, showCount, stats, table, type DashboardPage, type GatewayContext } from '@caliber/platform';
 import { sql } from 'drizzle-orm';
 import { html } from 'hono/html';
 
@@ -18,26 +18,28 @@ export function modelSelectionDashboard(ctx: GatewayContext): DashboardPage[] {
             SELECT * FROM (SELECT id, finished_at, configurations, changed FROM model_selection_runs WHERE finished_at IS NOT NULL ORDER BY id DESC LIMIT 30) r ORDER BY id`),
           ctx.db.execute<{ id: number; status: string; attempts: number; created_at: Date; body: string }>(sql`
             SELECT id, status, attempts, created_at, body FROM notifications WHERE event = 'model_configuration.changed' ORDER BY id DESC LIMIT 20`),
-          ctx.db.execute<{ n: number }>(sql`SELECT count(*)::int AS n FROM calibration_results`),
+          rowCount(ctx.db, 'calibration_results'),
         ]);
         if (configs.rows.length === 0) {
           return emptyState(
-            results.rows[0]!.n === 0 ? 'No evaluation results yet.' : 'No model configuration yet.',
-            results.rows[0]!.n === 0 ? 'POST /admin/model-selection/results, then POST /admin/model-selection/calibrate' : 'POST /admin/model-selection/calibrate (it also runs at MODEL_SELECTION_CRON)',
+            results.n === 0 ? 'No evaluation results yet.' : 'No model configuration yet.',
+            results.n === 0 ? 'POST /admin/model-selection/results, then POST /admin/model-selection/calibrate' : 'POST /admin/model-selection/calibrate (it also runs at MODEL_SELECTION_CRON)',
           );
         }
         const pairs = configs.rows.filter((r) => r.language !== 'any' && r.size_category !== 'any');
         return html`
           ${stats([
             ['configurations', configs.rows.length],
-            ['evaluation results', results.rows[0]!.n],
+            ['evaluation results', showCount(results)],
             ['runs', runs.rows.length],
             ['stale', configs.rows.filter((r) => r.stale).length],
           ])}
           <div class="grid">
             ${section(
               'Score of the chosen model and its runner-up, per pair',
-              chart('selection-scores', {
+              pairs.length === 0
+                ? html`<p>Only pooled configurations so far (language or size "any").</p>`
+                : chart('selection-scores', {
                 type: 'bar',
                 data: {
                   labels: pairs.map((p) => `${p.language}/${p.size_category}`),

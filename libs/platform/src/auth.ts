@@ -39,6 +39,21 @@ function bearerToken(c: Context): string | undefined {
   return match?.[1]?.trim();
 }
 
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/** Whether the browser says the request came from another origin (Sec-Fetch-Site, else Origin against Host). */
+function crossOrigin(c: Context): boolean {
+  const site = c.req.header('sec-fetch-site');
+  if (site) return site !== 'same-origin' && site !== 'none';
+  const origin = c.req.header('origin');
+  if (!origin) return false;
+  try {
+    return new URL(origin).host !== (c.req.header('host') ?? new URL(c.req.url).host);
+  } catch {
+    return true;
+  }
+}
+
 function wantsHtml(c: Context): boolean {
   return c.req.method === 'GET' && (c.req.header('accept') ?? '').includes('text/html');
 }
@@ -59,6 +74,11 @@ export function gatewayAuth(opts: { apiKey: string | undefined; pool: pg.Pool; i
       apiKey !== undefined &&
       ((token !== undefined && secretsEqual(token, apiKey)) || (cookie !== undefined && verifySessionToken(apiKey, cookie)));
     if (admin) {
+      // A cookie rides along with requests other pages make: a write on the strength of the
+      // cookie alone must come from this origin (SameSite=Lax still lets sibling subdomains in).
+      if (!(token !== undefined && secretsEqual(token, apiKey!)) && !SAFE_METHODS.has(c.req.method) && crossOrigin(c)) {
+        return c.json(errorBody('forbidden', 'A request signed in by the session cookie must come from this origin'), 403);
+      }
       c.set('principal', { kind: 'admin' });
       return next();
     }
@@ -73,7 +93,8 @@ export function gatewayAuth(opts: { apiKey: string | undefined; pool: pg.Pool; i
       }
     }
     if (token === undefined && wantsHtml(c)) {
-      return c.redirect(`/login?next=${encodeURIComponent(c.req.path)}`, 302);
+      const url = new URL(c.req.url);
+      return c.redirect(`/login?next=${encodeURIComponent(`${url.pathname}${url.search}`)}`, 302);
     }
     c.header('WWW-Authenticate', 'Bearer');
     return c.json(errorBody('unauthorized', token ? 'Invalid API key' : 'Missing bearer token'), 401);

@@ -2,8 +2,9 @@ import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { Context } from 'hono';
-import { html, raw } from 'hono/html';
+import { html } from 'hono/html';
 import type { HtmlEscapedString } from 'hono/utils/html';
+import { sql } from 'drizzle-orm';
 import type { GatewayContext } from './context.ts';
 import { createRouter, type AppEnv } from './http.ts';
 import { QUEUE_NAMES } from './queues.ts';
@@ -34,7 +35,7 @@ export function emptyState(message: string, next: string) {
 }
 
 export function table(headers: string[], rows: unknown[][], opts: { id?: string } = {}) {
-  return html`<table ${opts.id ? raw(`id="${opts.id}"`) : ''}>
+  return html`<table${opts.id ? html` id="${opts.id}"` : ''}>
     <thead><tr>${headers.map((h) => html`<th>${h}</th>`)}</tr></thead>
     <tbody>${rows.map((r) => html`<tr>${r.map((v) => html`<td>${cell(v)}</td>`)}</tr>`)}</tbody>
   </table>`;
@@ -52,6 +53,19 @@ function cell(v: unknown) {
 export function stats(items: [label: string, value: unknown][]) {
   return html`<div class="stats">${items.map(([label, value]) => html`<div class="stat"><span class="value">${cell(value)}</span><span class="label">${label}</span></div>`)}</div>`;
 }
+
+/**
+ * Rows in a table: exact when it is small, else Postgres' estimate (a count over millions of rows
+ * on every page load costs more than the page), with `approximate` saying which.
+ */
+export async function rowCount(db: GatewayContext['db'], table: string): Promise<{ n: number; approximate: boolean }> {
+  const estimate = (await db.execute<{ n: number }>(sql`SELECT reltuples::float8 AS n FROM pg_class WHERE oid = to_regclass(${table})`)).rows[0]?.n ?? -1;
+  if (estimate >= 200_000) return { n: Math.round(estimate), approximate: true };
+  const exact = (await db.execute<{ n: number }>(sql`SELECT count(*)::int AS n FROM ${sql.identifier(table)}`)).rows[0]!.n;
+  return { n: exact, approximate: false };
+}
+
+export const showCount = (c: { n: number; approximate: boolean }) => (c.approximate ? `≈ ${c.n.toLocaleString('en-US')}` : c.n);
 
 export function section(title: string, body: unknown) {
   return html`<section><h2>${title}</h2>${body}</section>`;
@@ -95,6 +109,7 @@ const DASHBOARD_JS = `
     refresh();
     setInterval(refresh, Number(region.dataset.interval || 2000));
   }
+  for (const select of document.querySelectorAll('select[data-autosubmit]')) select.addEventListener('change', () => select.form.submit());
   for (const form of document.querySelectorAll('form[data-json]')) {
     form.addEventListener('submit', async (event) => {
       event.preventDefault();
@@ -248,7 +263,8 @@ export function dashboardRoutes(ctx: GatewayContext, domainPages: DashboardPage[
   app.get('/dashboard/:page', async (c) => {
     const page = pages.find((p) => p.slug === c.req.param('page'));
     if (!page) return c.html(layout('Not found', pages, '', emptyState(`There is no dashboard page "${c.req.param('page')}".`, 'Pick one above.')), 404);
-    return c.html(layout(page.title, pages, page.slug, await page.render(c)));
+    // Live figures: never a cached copy.
+    return c.html(layout(page.title, pages, page.slug, await page.render(c)), 200, { 'cache-control': 'no-store' });
   });
   return app;
 }
@@ -295,7 +311,7 @@ export function docsRoutes() {
   // A script file rather than inline, so a strict Content-Security-Policy can forbid inline scripts.
   app.get('/docs/assets/docs.js', (c) =>
     c.body(
-      `window.ui = SwaggerUIBundle({ url: '/openapi.json', dom_id: '#docs', deepLinking: true, persistAuthorization: true, tryItOutEnabled: false });`,
+      `window.ui = SwaggerUIBundle({ url: '/openapi.json', dom_id: '#docs', deepLinking: true, persistAuthorization: false, tryItOutEnabled: false });`,
       200,
       { 'content-type': 'text/javascript; charset=utf-8' },
     ),

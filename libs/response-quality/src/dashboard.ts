@@ -1,4 +1,4 @@
-import { chart, emptyState, section, stats, table, type DashboardPage, type GatewayContext } from '@caliber/platform';
+import { chart, emptyState, rowCount, section, showCount, stats, table, type DashboardPage, type GatewayContext } from '@caliber/platform';
 import { sql } from 'drizzle-orm';
 import { html } from 'hono/html';
 
@@ -12,34 +12,35 @@ export function responseQualityDashboard(ctx: GatewayContext): DashboardPage[] {
       title: 'Quality',
       order: 30,
       async render() {
-        const run = (await ctx.db.execute<{ id: number; as_of: Date }>(sql`SELECT id, as_of FROM error_analysis_runs WHERE summary <> '{}' ORDER BY id DESC LIMIT 1`)).rows[0];
-        const [totals, problematic] = await Promise.all([
-          ctx.db.execute<{ responses: number; feedback: number; negative: number }>(sql`
-            SELECT (SELECT count(*) FROM llm_responses)::int AS responses, count(*)::int AS feedback, count(*) FILTER (WHERE negative)::int AS negative FROM response_feedback`),
+        const run = (await ctx.db.execute<{ id: number; as_of: Date; summary: unknown }>(sql`SELECT id, as_of, summary FROM error_analysis_runs WHERE summary <> '{}' ORDER BY id DESC LIMIT 1`)).rows[0];
+        const [responses, feedback, problematic] = await Promise.all([
+          rowCount(ctx.db, 'llm_responses'),
+          rowCount(ctx.db, 'response_feedback'),
+          // Recent negative feedback only (a partial index holds it), so the page stays quick on millions of rows.
           ctx.db.execute<{ response_id: string; model_id: string; query: string; negative: number; categories: string[]; comment: string | null }>(sql`
             SELECT r.response_id, r.model_id, r.query, s.negative, s.categories, s.comment
               FROM (SELECT f.response_ref, count(*)::int AS negative, max(f.comment) AS comment,
                            ARRAY(SELECT DISTINCT c FROM response_feedback g, unnest(g.categories) AS c
-                                  WHERE g.response_ref = f.response_ref AND g.negative ORDER BY c) AS categories
-                      FROM response_feedback f WHERE f.negative
+                                  WHERE g.response_ref = f.response_ref AND g.negative AND g.created_at >= now() - interval '30 days' ORDER BY c) AS categories
+                      FROM response_feedback f WHERE f.negative AND f.created_at >= now() - interval '30 days'
                      GROUP BY f.response_ref ORDER BY count(*) DESC, f.response_ref DESC LIMIT 20) s
               JOIN llm_responses r ON r.id = s.response_ref
              ORDER BY s.negative DESC, r.id DESC`),
         ]);
-        const t = totals.rows[0]!;
-        if (t.responses === 0) {
+        if (responses.n === 0) {
           return emptyState('No responses recorded yet.', 'Record responses and feedback: POST /api/analytics/response-quality/response and …/feedback');
         }
+        const summary = (run?.summary ?? {}) as { negative_feedback?: number };
         const head = stats([
-          ['responses', t.responses],
-          ['feedback', t.feedback],
-          ['negative', t.negative],
+          ['responses', showCount(responses)],
+          ['feedback', showCount(feedback)],
+          ['negative, last analysis window', summary.negative_feedback ?? '—'],
           ['last analysis', run ? new Date(run.as_of) : 'never'],
         ]);
         const problems = section(
-          'Problematic responses (most negative feedback)',
+          'Problematic responses (most negative feedback, last 30 days)',
           problematic.rows.length === 0
-            ? html`<p>No negative feedback yet.</p>`
+            ? html`<p>No negative feedback in the last 30 days.</p>`
             : table(
                 ['response', 'model', 'query', 'negative', 'categories', 'a comment'],
                 problematic.rows.map((r) => [r.response_id, r.model_id, r.query.slice(0, 120), r.negative, r.categories.join(', '), r.comment?.slice(0, 160) ?? null]),

@@ -54,6 +54,10 @@ export const responseFeedback = pgTable(
     index('response_feedback_corrections_idx')
       .on(t.responseRef)
       .where(sql`${t.correction} IS NOT NULL`),
+    // The dashboard's most disliked responses of the last days read only recent negative feedback.
+    index('response_feedback_negative_recent_idx')
+      .on(t.createdAt, t.responseRef)
+      .where(sql`${t.negative}`),
   ],
 );
 

@@ -1,0 +1,1 @@
+CREATE INDEX "response_feedback_negative_recent_idx" ON "response_feedback" USING btree ("created_at","response_ref") WHERE "response_feedback"."negative";
