@@ -6,6 +6,7 @@ import {
   docsRoutes,
   errorBody,
   gatewayAuth,
+  isStorableText,
   JobWaiter,
   loginRoutes,
   onError,
@@ -53,6 +54,24 @@ export function createGateway(platform: PlatformContext, modules: DomainModule[]
     }),
   );
   app.use('*', (c, next) => (isPublic(c.req.path) ? next() : auth(c, next)));
+  // Postgres cannot store or compare NUL or broken UTF-16: refuse them in the URL for every route at
+  // once (a query value reaching a WHERE clause would otherwise be a 500).
+  app.use('*', async (c, next) => {
+    const url = new URL(c.req.url);
+    let path: string;
+    try {
+      path = decodeURIComponent(url.pathname);
+    } catch {
+      return c.json(errorBody('invalid_request', 'The path is not valid percent-encoded UTF-8'), 400);
+    }
+    if (!isStorableText(path)) return c.json(errorBody('invalid_request', 'The path contains NUL or an unpaired surrogate'), 400);
+    for (const [name, value] of url.searchParams) {
+      if (!isStorableText(name) || !isStorableText(value)) {
+        return c.json(errorBody('invalid_request', `Query parameter ${JSON.stringify(name.replace(/\u0000/g, '\\0'))} contains NUL or an unpaired surrogate`), 400);
+      }
+    }
+    return next();
+  });
 
   app.route('/', loginRoutes(platform.config.CALIBER_API_KEY));
   app.route('/', docsRoutes());
