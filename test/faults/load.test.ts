@@ -74,12 +74,12 @@ describe('load', () => {
     // Every job started is completed, once, and nothing is left behind in any queue.
     await waitFor(async () => {
       const c = await notify.getJobCounts('waiting', 'active', 'delayed', 'completed', 'failed');
-      return c.waiting === 0 && c.active === 0 && c.delayed === 0 && c.completed + c.failed - before.completed - before.failed >= started && c;
+      return c.waiting === 0 && c.active === 0 && c.delayed === 0 && (c.completed ?? 0) + (c.failed ?? 0) - (before.completed ?? 0) - (before.failed ?? 0) >= started && c;
     }, { timeoutMs: 120_000, what: 'the started jobs to finish' });
     clearInterval(sampler);
     memory.push({ at_s: Math.round((Date.now() - t0) / 1000), gateway_mib: rssMiB(gatewayPid), worker_mib: rssMiB(workerPid) });
     const after = await notify.getJobCounts('completed', 'failed');
-    const counts = { completed: after.completed - before.completed, failed: after.failed - before.failed };
+    const counts = { completed: (after.completed ?? 0) - (before.completed ?? 0), failed: (after.failed ?? 0) - (before.failed ?? 0) };
     const leftovers = await Promise.all(QUEUE_NAMES.map(async (q) => [q, await h.platform.queues.get(q).getJobCounts('waiting', 'active', 'delayed')] as const));
 
     latencies.sort((a, b) => a - b);
@@ -105,7 +105,7 @@ describe('load', () => {
     expect(errors.slice(0, 5)).toEqual([]);
     expect(counts.completed).toBe(started);
     expect(counts.failed).toBe(0);
-    for (const [queue, c] of leftovers) expect(c.waiting + c.active + c.delayed, queue).toBe(0);
+    for (const [queue, c] of leftovers) expect((c.waiting ?? 0) + (c.active ?? 0) + (c.delayed ?? 0), queue).toBe(0);
     // Flat: what the processes hold at the end is what they held once warm, give or take the heap's slack.
     expect(last.gateway_mib).toBeLessThan(warm.gateway_mib * 1.5 + 50);
     expect(last.worker_mib).toBeLessThan(warm.worker_mib * 1.5 + 50);

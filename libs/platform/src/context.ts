@@ -51,7 +51,13 @@ export function createPlatform(
   opts: { name: string; log?: Logger },
 ): PlatformContext & { close(timeoutMs?: number): Promise<void> } {
   const log = opts.log ?? createLogger({ level: config.LOG_LEVEL, name: opts.name });
-  const { db, pool } = createDatabase(config.DATABASE_URL, { max: config.DB_POOL_SIZE, applicationName: `caliber-${opts.name}`, role: config.DATABASE_ROLE, log });
+  const { db, pool } = createDatabase(config.DATABASE_URL, {
+    max: config.DB_POOL_SIZE,
+    applicationName: `caliber-${opts.name}`,
+    role: config.DATABASE_ROLE,
+    log,
+    queryTimeoutMs: config.DB_QUERY_TIMEOUT_MS,
+  });
   const redis = createRedis(config.REDIS_URL, 'producer', `caliber-${opts.name}`);
   const blockingRedis = createRedis(config.REDIS_URL, 'blocking', `caliber-${opts.name}-blocking`);
   const queues = new Queues(redis, config);

@@ -17,7 +17,7 @@ export interface DatabaseHandle {
 // bigint (int8) columns come back as JS numbers: our ids and counts stay far below 2^53.
 pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value));
 
-export function createDatabase(url: string, options: { max: number; applicationName: string; role?: string; log?: Logger }): DatabaseHandle {
+export function createDatabase(url: string, options: { max: number; applicationName: string; role?: string; log?: Logger; queryTimeoutMs?: number }): DatabaseHandle {
   const role = options.role && options.role !== 'none' ? options.role : undefined;
   const pool = new pg.Pool({
     connectionString: url,
@@ -29,7 +29,14 @@ export function createDatabase(url: string, options: { max: number; applicationN
     connectionTimeoutMillis: 10_000,
     // Notices a vanished server on idle connections instead of waiting on them forever.
     keepAlive: true,
+    // A query whose connection went away with a restarting server can be left waiting for an answer
+    // that never comes (seen in the Postgres-restart drill): give up on it, so its job fails and is
+    // retried instead of holding its worker slot for ever.
+    ...(options.queryTimeoutMs ? { query_timeout: options.queryTimeoutMs } : {}),
   });
+  // A checked-out connection the server closes between two queries emits 'error' with nobody
+  // listening, which would kill the process; its next query fails instead, and the pool drops it.
+  pool.on('connect', (client) => client.on('error', (err) => options.log?.warn({ err }, 'Postgres connection lost')));
   // An idle client losing its server emits here; without a listener it would crash the process.
   pool.on('error', (err) => options.log?.warn({ err }, 'idle Postgres connection failed'));
   const db = drizzle({ client: pool });
