@@ -1,4 +1,6 @@
+import { QueueEvents } from 'bullmq';
 import pg from 'pg';
+import { queuePrefix } from '../../libs/platform/src/index.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { libraryBatch, skewed } from '../fixtures.ts';
 import { createTestEnv, Harness, waitFor, type TestEnv } from '../harness.ts';
@@ -46,7 +48,13 @@ describe('a worker killed between a commit and the relay of its outbox events', 
       expect((await stack.request('POST', '/library/files', libraryBatch(files, 800, { 'effnet/mood_happy': skewed(power), 'effnet/danceability': skewed(power / 2) }, round + 11))).status).toBe(200);
       files += 800;
       const worker = await stack.worker('calibrate,update-reference');
-      const notified = new Promise<void>((resolve) => listener.once('notification', () => resolve()));
+      const notified = new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('no outbox NOTIFY within 30 s')), 30_000);
+        listener.once('notification', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
       const started = await stack.request('POST', '/admin/calibration/run');
       expect(started.status).toBe(202);
       await notified;
@@ -76,6 +84,9 @@ describe('a worker killed between a commit and the relay of its outbox events', 
     const jobs = await queue.getJobs(['completed', 'failed', 'waiting', 'active', 'delayed']);
     expect(jobs.map((j) => j.id).sort()).toEqual(events.map((e) => `outbox-${e.id}`).sort());
     expect(jobs.every((j) => j.finishedOn && !j.failedReason)).toBe(true);
+    // Every killed run was taken over and completed; none failed for good.
+    const runs = await h.platform.queues.get('calibrate').getJobCounts('completed', 'failed');
+    expect(runs).toMatchObject({ completed: 4, failed: 0 });
     const versions = await query<{ version: number }>(`SELECT version FROM calibration_versions ORDER BY version`);
     expect(versions.map((v) => v.version)).toEqual([1, 2, 3, 4]); // one run per request, however often its worker died
     const refs = await query<{ model_name: string; head_name: string; version: number }>(`SELECT model_name, head_name, version FROM calibration_references ORDER BY 1, 2`);
@@ -96,13 +107,21 @@ describe('SIGTERM to a worker in the middle of a backlog', () => {
     expect(queued.status).toBe(200);
     const jobs = queued.body.jobs as number;
     const first = await stack.worker('retag-file', { more: { RETAG_FILE_CONCURRENCY: '2', SHUTDOWN_TIMEOUT_MS: '10000' } });
-    await waitFor(async () => (await stack.request('GET', '/admin/calibration/retag-status')).body.done > 0, { what: 'the backlog under way' });
+    // SIGTERM while jobs are running and the backlog is far from done.
+    await waitFor(async () => (await stack.request('GET', '/admin/calibration/retag-status')).body.done > 0 && ((await h.platform.queues.get('retag-file').getJobCounts('active')).active ?? 0) > 0, { what: 'the backlog under way' });
+    const stalled: string[] = [];
+    const events = new QueueEvents('retag-file', { connection: h.platform.blockingRedis.duplicate(), prefix: queuePrefix(h.platform.config, 'retag-file') });
+    events.on('stalled', ({ jobId }) => stalled.push(jobId));
+    await events.waitUntilReady();
     const t0 = performance.now();
     first.child.kill('SIGTERM');
     const exit = await first.exited;
+    expect(first.output()).toMatch(/"forced":false,"msg":"workers stopped"/);
     const stopMs = Math.round(performance.now() - t0);
     expect(exit.code).toBe(0);
     const doneAtStop = (await stack.request('GET', '/admin/calibration/retag-status')).body.done as number;
+    expect(doneAtStop).toBeGreaterThan(0);
+    expect(doneAtStop).toBeLessThan(total);
     await stack.worker('retag-file');
     await waitFor(async () => {
       const s = (await stack.request('GET', '/admin/calibration/retag-status')).body;
@@ -112,7 +131,9 @@ describe('SIGTERM to a worker in the middle of a backlog', () => {
     expect(status).toMatchObject({ done: total, failed: 0 });
     const retag = h.platform.queues.get('retag-file');
     const finished = (await retag.getJobs(['completed', 'failed'])).filter((j) => j.name === 'files' && j.timestamp >= Date.now() - 600_000);
-    expect(finished.filter((j) => j.failedReason)).toEqual([]); // none failed, none stalled
+    expect(finished.filter((j) => j.failedReason)).toEqual([]); // none failed
+    await events.close();
+    expect(stalled).toEqual([]); // none left to stall: the stopping worker finished what it had
     const [wrong] = await query<{ n: number }>(`SELECT count(*)::int AS n FROM library_tags t JOIN calibration_references r USING (model_name, head_name) WHERE t.calibration_version IS DISTINCT FROM r.version`);
     expect(wrong!.n).toBe(0);
     await report('sigterm-under-load', { files: total, jobs, stop_ms: stopMs, files_done_by_first_worker: doneAtStop, failed: 0 });

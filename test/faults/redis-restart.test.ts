@@ -10,11 +10,18 @@ import { ProcessStack, report } from './stack.ts';
 
 // A Redis of this scenario's own, with AOF on, so stopping and starting it loses nothing.
 const REDIS_PORT = 16_000 + Math.floor(Math.random() * 2_000);
-const hasRedis = spawnSync('redis-server', ['--version']).status === 0;
+const hasRedis = spawnSync('redis-server', ['--version']).status === 0 && spawnSync('redis-cli', ['--version']).status === 0;
+if (!hasRedis && process.env.CALIBER_FAULTS === 'required') throw new Error('CALIBER_FAULTS=required but redis-server / redis-cli are not installed');
 let redisDir = '';
 let redis: ChildProcess | undefined;
 
 async function startRedis() {
+  // The port must be free: a ping answered before we start would be another Redis, which we would then stop.
+  const before = new Redis({ port: REDIS_PORT, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+  before.on('error', () => {});
+  const taken = await before.ping().then(() => true, () => false);
+  before.disconnect();
+  if (taken && !redis) throw new Error(`port ${REDIS_PORT} already has a Redis`);
   redis = spawn('redis-server', ['--port', String(REDIS_PORT), '--bind', '127.0.0.1', '--dir', redisDir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', ''], { stdio: 'ignore' });
   const probe = new Redis({ port: REDIS_PORT, lazyConnect: true, retryStrategy: () => 50, maxRetriesPerRequest: 1 });
   probe.on('error', () => {});
@@ -63,6 +70,13 @@ describe.skipIf(!hasRedis)('Redis goes away and comes back', () => {
     const refusedMs = performance.now() - t0;
     expect(refused.status).toBe(503);
     expect(refused.body.error.code).toBe('queue_unavailable');
+    expect(refusedMs).toBeLessThan(1_000);
+    for (const path of ['/admin/calibration/retag-all', '/admin/models/map', '/admin/schedules/model-selection/run', '/admin/model-selection/calibrate']) {
+      const started = performance.now();
+      const res = await stack.request('POST', path);
+      expect(res.status, path).toBe(503);
+      expect(performance.now() - started, path).toBeLessThan(1_000);
+    }
     expect((await stack.request('GET', '/library/files?limit=5')).status).toBe(200);
     expect((await stack.request('GET', '/readyz', undefined, null)).status).toBe(503);
     // A worker started during the outage waits for Redis instead of dying.

@@ -1,4 +1,5 @@
 import pg from 'pg';
+import Cursor from 'pg-cursor';
 import { describe, expect, it } from 'vitest';
 import { createDatabase } from '../../libs/platform/src/index.ts';
 import { useHarness, waitFor } from '../harness.ts';
@@ -22,9 +23,31 @@ describe('Postgres connections', () => {
     await pool.end();
   });
 
-  it('gives up on a query that never answers after DB_QUERY_TIMEOUT_MS', async () => {
+  it('gives up on a query that never answers after DB_QUERY_TIMEOUT_MS, and never reuses its connection', async () => {
     const { pool } = createDatabase(t.env.databaseUrl, { max: 1, applicationName: 'caliber-conn-test', role: 'none', queryTimeoutMs: 300 });
-    await expect(pool.query('SELECT pg_sleep(5)')).rejects.toThrow(/timeout/i);
+    const client = await pool.connect();
+    const pid = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+    await expect(client.query('SELECT pg_sleep(5)')).rejects.toThrow(/timeout/i);
+    client.release();
+    const next = (await pool.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+    expect(next).not.toBe(pid); // a fresh connection: the abandoned one may still be running its statement
+    await pool.end();
+  });
+
+  it('lets a cursor be read at its own pace past the timeout, to its last row', async () => {
+    const { pool } = createDatabase(t.env.databaseUrl, { max: 1, applicationName: 'caliber-conn-test', role: 'none', queryTimeoutMs: 300 });
+    const client = await pool.connect();
+    const cursor = client.query(new Cursor('SELECT g FROM generate_series(1, 50) g'));
+    let rows = 0;
+    for (;;) {
+      const batch = await cursor.read(10);
+      if (batch.length === 0) break;
+      rows += batch.length;
+      await new Promise((r) => setTimeout(r, 150)); // a slow consumer: 750 ms in all
+    }
+    await cursor.close();
+    client.release();
+    expect(rows).toBe(50);
     await pool.end();
   });
 });

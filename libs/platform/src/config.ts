@@ -100,8 +100,8 @@ export const platformEnvSchema = z
       .default('caliber'),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     DB_POOL_SIZE: envVar.int(10, 1, 1000),
-    /** A query not answered after this is abandoned (0: never); longer than any query Caliber runs. */
-    DB_QUERY_TIMEOUT_MS: envVar.int(600_000, 0),
+    /** A plain query not answered after this is abandoned and its connection closed (0: never); cursors are exempt. */
+    DB_QUERY_TIMEOUT_MS: envVar.int(600_000, 0, 2_147_483_647),
     /**
      * The role every pooled connection takes (SET ROLE) after logging in: the migrations create
      * `caliber_app` with rights on Caliber's tables and SELECT only on working_version. `none`

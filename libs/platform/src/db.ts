@@ -29,18 +29,43 @@ export function createDatabase(url: string, options: { max: number; applicationN
     connectionTimeoutMillis: 10_000,
     // Notices a vanished server on idle connections instead of waiting on them forever.
     keepAlive: true,
-    // A query whose connection went away with a restarting server can be left waiting for an answer
-    // that never comes (seen in the Postgres-restart drill): give up on it, so its job fails and is
-    // retried instead of holding its worker slot for ever.
-    ...(options.queryTimeoutMs ? { query_timeout: options.queryTimeoutMs } : {}),
   });
-  // A checked-out connection the server closes between two queries emits 'error' with nobody
-  // listening, which would kill the process; its next query fails instead, and the pool drops it.
-  pool.on('connect', (client) => client.on('error', (err) => options.log?.warn({ err }, 'Postgres connection lost')));
   // An idle client losing its server emits here; without a listener it would crash the process.
   pool.on('error', (err) => options.log?.warn({ err }, 'idle Postgres connection failed'));
+  pool.on('connect', (client) => {
+    // A checked-out connection the server closes between two queries emits 'error' with nobody
+    // listening (pg-pool listens only while it is idle), which would kill the process; its next
+    // query fails instead, and the pool drops it on release. Idle failures are logged above.
+    client.on('error', () => {});
+    if (options.queryTimeoutMs) guardQueries(client, options.queryTimeoutMs, options.log);
+  });
   const db = drizzle({ client: pool });
   return { pool, db, close: () => pool.end() };
+}
+
+/**
+ * A query can be left waiting for ever on a connection a restarting server closed (seen in the
+ * Postgres-restart drill: 1 run in 4 hung its job). Plain queries get a read timeout; one that
+ * runs out fails, and its connection is ended, never reused: the server may still be running the
+ * statement, or be about to grant the lock it waited for. Cursors and streams (submittables) are
+ * read at their own pace between reads, so they get no timeout: pg's would cut them short.
+ */
+function guardQueries(client: pg.PoolClient, timeoutMs: number, log?: Logger): void {
+  const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+  (client as unknown as { query: (...args: unknown[]) => unknown }).query = (config: unknown, ...rest: unknown[]) => {
+    if (config && typeof config === 'object' && typeof (config as { submit?: unknown }).submit === 'function') return query(config, ...rest);
+    const timed = typeof config === 'string' ? { text: config, query_timeout: timeoutMs } : { ...(config as object), query_timeout: timeoutMs };
+    const result = query(timed, ...rest);
+    if (result && typeof (result as Promise<unknown>).catch === 'function') {
+      (result as Promise<unknown>).catch((err: Error) => {
+        if (err?.message === 'Query read timeout') {
+          log?.warn({ timeoutMs }, 'Postgres query not answered in DB_QUERY_TIMEOUT_MS; closing its connection');
+          void client.end().catch(() => {});
+        }
+      });
+    }
+    return result;
+  };
 }
 
 /**

@@ -78,7 +78,7 @@ export function unavailableService(err: unknown): 'redis' | 'postgres' | undefin
   if (/^(08|57P0)/.test(code) || code === '53300' || ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH'].includes(code)) {
     return 'postgres';
   }
-  if (/timeout exceeded when trying to connect|Connection terminated/.test(message)) return 'postgres';
+  if (/timeout exceeded when trying to connect|Connection terminated|Query read timeout|not queryable/.test(message)) return 'postgres';
   return undefined;
 }
 
