@@ -81,6 +81,20 @@ describe('authentication on every route', () => {
     expect(spoof.status === 400 || spoof.body.buckets.reduce((s: number, x: { count: number }) => s + x.count, 0) === 0).toBe(true);
   });
 
+  it('lets a publishable key record responses and feedback and refuses it everywhere else', async () => {
+    const origin = 'https://widget.example';
+    const issued = await t.h.request('POST', '/admin/publishable-keys', { json: { name: 'auth-test', allowed_origins: [origin] } });
+    expect(issued.status).toBe(201);
+    const publishable = new Set(['POST /api/analytics/response-quality/response', 'POST /api/analytics/response-quality/feedback']);
+    const wrong: string[] = [];
+    for (const r of routes()) {
+      if (publishable.has(`${r.method} ${r.path}`)) continue;
+      const res = await t.h.request(r.method, r.path, { key: issued.body.key, headers: { origin }, json: r.method === 'GET' ? undefined : {} });
+      if (res.status !== 403) wrong.push(`${r.method} ${r.path} with a publishable key: ${res.status}`);
+    }
+    expect(wrong).toEqual([]);
+  });
+
   it('keeps Bull Board and the dashboard behind the admin key too', async () => {
     for (const path of ['/admin/queues', '/admin/queues/api/queues', '/dashboard', '/dashboard/queues', '/dashboard/assets/chart.js', '/dashboard/retag/data.json']) {
       expect((await t.h.request('GET', path, { key: null })).status, path).toBe(401);

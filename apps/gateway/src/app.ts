@@ -1,6 +1,7 @@
 import {
   bullBoard,
   createGatewayMetrics,
+  corsHeaders,
   createRouter,
   dashboardRoutes,
   docsRoutes,
@@ -12,6 +13,7 @@ import {
   onError,
   onNotFound,
   platformRoutes,
+  publishableKeyRoutes,
   tenantAdminRoutes,
   type DomainModule,
   type GatewayContext,
@@ -24,6 +26,10 @@ import { requestId } from 'hono/request-id';
 const PUBLIC_PATHS = new Set(['/healthz', '/readyz', '/openapi.json', '/docs', '/favicon.ico', '/login', '/logout']);
 const isPublic = (path: string) => PUBLIC_PATHS.has(path) || path.startsWith('/docs/assets/');
 
+/** What a publishable key (a web page's feedback widget) may call: recording responses and feedback. */
+const PUBLISHABLE_PATHS = new Set(['/api/analytics/response-quality/response', '/api/analytics/response-quality/feedback']);
+const isPublishablePath = (method: string, path: string) => method === 'POST' && PUBLISHABLE_PATHS.has(path);
+
 export const MAX_BODY_BYTES = 10 * 1024 * 1024;
 
 /** The HTTP gateway: platform routes, Bull Board and every domain module's routes behind auth. */
@@ -34,7 +40,12 @@ export function createGateway(platform: PlatformContext, modules: DomainModule[]
   const schedules = modules.flatMap((m) => m.schedules?.(platform.config) ?? []);
   const tenantRouters = modules.flatMap((m) => m.tenantRoutes?.(ctx) ?? []);
   const isTenantPath = tenantPathMatcher(tenantRouters.flatMap((r) => r.routes.map((route) => route.path)));
-  const auth = gatewayAuth({ apiKey: platform.config.CALIBER_API_KEY, pool: platform.pool, isTenantPath });
+  const auth = gatewayAuth({
+    apiKey: platform.config.CALIBER_API_KEY,
+    pool: platform.pool,
+    isTenantPath,
+    publishable: { isPath: isPublishablePath, redis: platform.redis, prefix: platform.config.QUEUE_PREFIX, trustProxy: platform.config.TRUST_PROXY },
+  });
 
   const app = createRouter();
   app.use('*', requestId());
@@ -53,6 +64,14 @@ export function createGateway(platform: PlatformContext, modules: DomainModule[]
       onError: (c) => c.json(errorBody('payload_too_large', `Request body is over ${MAX_BODY_BYTES} bytes`), 413),
     }),
   );
+  // A browser asks before a cross-origin POST with a key; the preflight carries no key, so it is
+  // answered for the publishable routes from any origin, and the request itself is checked.
+  app.use('*', async (c, next) => {
+    if (c.req.method === 'OPTIONS' && PUBLISHABLE_PATHS.has(c.req.path) && c.req.header('origin')) {
+      return c.body(null, 204, corsHeaders(c.req.header('origin')!));
+    }
+    return next();
+  });
   app.use('*', (c, next) => (isPublic(c.req.path) ? next() : auth(c, next)));
   // Postgres cannot store or compare NUL or broken UTF-16: refuse them in the URL for every route at
   // once (a query value reaching a WHERE clause would otherwise be a 500).
@@ -79,6 +98,7 @@ export function createGateway(platform: PlatformContext, modules: DomainModule[]
   app.route('/', platformRoutes(ctx, { schedules, metrics }));
   app.route('/admin/queues', bullBoard(ctx));
   app.route('/', tenantAdminRoutes(ctx));
+  app.route('/', publishableKeyRoutes(ctx));
   for (const module of modules) {
     const routes = module.routes?.(ctx);
     if (routes) app.route('/', routes);

@@ -3,8 +3,11 @@ import type { Context, MiddlewareHandler } from 'hono';
 import { getCookie, setCookie, deleteCookie } from 'hono/cookie';
 import { html } from 'hono/html';
 import { Hono } from 'hono';
+import { getConnInfo } from '@hono/node-server/conninfo';
+import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import { errorBody, type AppEnv } from './http.ts';
+import { findPublishableKey, PUBLISHABLE_KEY_PREFIX, rateLimit } from './publishable-keys.ts';
 import { findTenantKey, TENANT_KEY_PREFIX } from './tenants.ts';
 
 const SESSION_COOKIE = 'caliber_session';
@@ -65,7 +68,41 @@ function wantsHtml(c: Context): boolean {
  * are sent to the login form; API clients get 401. With no admin key configured no admin request
  * is let through.
  */
-export function gatewayAuth(opts: { apiKey: string | undefined; pool: pg.Pool; isTenantPath(path: string): boolean }): MiddlewareHandler<AppEnv> {
+export interface PublishableAccess {
+  /** The routes a publishable key may call (recording responses and feedback). */
+  isPath(method: string, path: string): boolean;
+  redis: Redis;
+  /** Prefix of the rate-limit counters in Redis. */
+  prefix: string;
+  /** Take the client IP from X-Forwarded-For (behind a proxy you run), not from the socket. */
+  trustProxy: boolean;
+}
+
+/** The client's IP: the socket's peer, or the first X-Forwarded-For hop behind a trusted proxy. */
+export function clientIp(c: Context, trustProxy: boolean): string {
+  if (trustProxy) {
+    const forwarded = c.req.header('x-forwarded-for')?.split(',')[0]?.trim();
+    if (forwarded) return forwarded;
+  }
+  try {
+    return getConnInfo(c).remote.address ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** CORS headers for a publishable-key request from an allowed origin. */
+export function corsHeaders(origin: string): Record<string, string> {
+  return {
+    'access-control-allow-origin': origin,
+    'access-control-allow-methods': 'POST, OPTIONS',
+    'access-control-allow-headers': 'authorization, content-type',
+    'access-control-max-age': '600',
+    vary: 'Origin',
+  };
+}
+
+export function gatewayAuth(opts: { apiKey: string | undefined; pool: pg.Pool; isTenantPath(path: string): boolean; publishable?: PublishableAccess }): MiddlewareHandler<AppEnv> {
   const { apiKey } = opts;
   return async (c, next) => {
     const token = bearerToken(c);
@@ -81,6 +118,30 @@ export function gatewayAuth(opts: { apiKey: string | undefined; pool: pg.Pool; i
       }
       c.set('principal', { kind: 'admin' });
       return next();
+    }
+    if (token?.startsWith(PUBLISHABLE_KEY_PREFIX) && opts.publishable) {
+      const p = opts.publishable;
+      const key = await findPublishableKey(opts.pool, token);
+      if (key) {
+        if (!p.isPath(c.req.method, c.req.path)) {
+          return c.json(errorBody('forbidden', `A publishable key can only record responses and feedback, not ${c.req.method} ${c.req.path}`), 403);
+        }
+        // Browsers send Origin on these cross-origin POSTs; a page of an origin not on the key's
+        // list is refused (and gets no CORS headers, so its script cannot read the answer).
+        const origin = c.req.header('origin');
+        if (!origin || !key.allowedOrigins.includes(origin)) {
+          return c.json(errorBody('origin_not_allowed', origin ? `Origin ${origin} may not use this key` : 'A publishable key is used from a web page: the request needs its Origin'), 403);
+        }
+        for (const [name, value] of Object.entries(corsHeaders(origin))) c.header(name, value);
+        const ip = clientIp(c, p.trustProxy);
+        const limit = await rateLimit(p.redis, p.prefix, key, ip).catch(() => ({ allowed: true, retryAfterS: 0 })); // Redis down: let feedback in
+        if (!limit.allowed) {
+          c.header('Retry-After', String(limit.retryAfterS));
+          return c.json(errorBody('rate_limited', `More than ${key.rateLimitPerMinute} requests a minute from this client with this key; retry in ${limit.retryAfterS} s`), 429);
+        }
+        c.set('principal', { kind: 'publishable', keyId: key.id });
+        return next();
+      }
     }
     if (token?.startsWith(TENANT_KEY_PREFIX)) {
       const tenant = await findTenantKey(opts.pool, token);

@@ -123,6 +123,8 @@ export const platformEnvSchema = z
     /** Hours relayed outbox rows are kept before the relay deletes them. */
     OUTBOX_RETENTION_HOURS: envVar.int(7 * 24, 1),
     TZ: z.string().default('UTC'),
+    /** Behind a proxy you run: take client IPs (publishable-key rate limits) from X-Forwarded-For. */
+    TRUST_PROXY: envVar.bool(false),
   })
   .superRefine((env, ctx) => {
     if (env.NODE_ENV !== 'test' && !env.CALIBER_API_KEY) {

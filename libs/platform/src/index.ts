@@ -21,7 +21,8 @@ export {
   waitQuerySchema,
   type WaitOutcome,
 } from './job-responses.ts';
-export { gatewayAuth, loginRoutes, secretsEqual } from './auth.ts';
+export { clientIp, corsHeaders, gatewayAuth, loginRoutes, secretsEqual, type PublishableAccess } from './auth.ts';
+export { findPublishableKey, publishableKeyRoutes, rateLimit, PUBLISHABLE_KEY_PREFIX } from './publishable-keys.ts';
 export {
   assertTenantExists,
   findTenantKey,

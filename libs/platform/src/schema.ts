@@ -53,3 +53,23 @@ export const tenantApiKeys = pgTable(
   },
   (t) => [index('tenant_api_keys_tenant_idx').on(t.tenantId)],
 );
+
+/**
+ * Keys a web page may carry (the feedback widget): they can only record responses and feedback,
+ * only from their allowed origins, within their rate limit. Stored as SHA-256, like tenant keys.
+ */
+export const publishableKeys = pgTable(
+  'publishable_keys',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    name: text('name').notNull(),
+    keyHash: text('key_hash').notNull().unique(),
+    prefix: text('prefix').notNull(),
+    /** Exact origins (`https://app.example.com`) whose pages may use the key. */
+    allowedOrigins: text('allowed_origins').array().notNull(),
+    /** Requests per minute per client IP. */
+    rateLimitPerMinute: integer('rate_limit_per_minute').notNull().default(60),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+    revokedAt: timestamp('revoked_at', { withTimezone: true }),
+  },
+);
