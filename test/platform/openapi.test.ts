@@ -5,7 +5,7 @@ import { useHarness } from '../harness.ts';
 const t = useHarness();
 
 // Pages and assets for browsers, not API routes.
-const NOT_API = [/^\/dashboard(\/|$)/, /^\/docs(\/|$)/, /^\/admin\/queues(\/|$)/, /^\/login$/, /^\/logout$/, /^\/favicon\.ico$/, /^\/openapi\.json$/];
+const NOT_API = [/^\/widget\//, /^\/dashboard(\/|$)/, /^\/docs(\/|$)/, /^\/admin\/queues(\/|$)/, /^\/login$/, /^\/logout$/, /^\/favicon\.ico$/, /^\/openapi\.json$/];
 
 describe('/openapi.json', () => {
   it('is a valid OpenAPI 3.1 document', async () => {

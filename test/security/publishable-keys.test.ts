@@ -77,6 +77,18 @@ describe('publishable keys', () => {
     expect((await t.h.request('POST', `${R}/response`, { key: other.key, json: response('rl-other'), headers: { origin: ORIGIN } })).status).toBe(201);
   });
 
+  it('serves the widget as one ES module, to pages of any origin, with an ETag', async () => {
+    const res = await t.h.request('GET', '/widget/caliber-feedback.js', { key: null, headers: { origin: 'https://anywhere.example' } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toContain('javascript');
+    expect(res.headers.get('access-control-allow-origin')).toBe('*');
+    expect(res.text).toContain('caliber-feedback');
+    expect(res.text).not.toMatch(/https?:\/\/(fonts|cdn|unpkg)/);
+    expect(res.text.length).toBeLessThan(20_000);
+    const again = await t.h.request('GET', '/widget/caliber-feedback.js', { key: null, headers: { 'if-none-match': res.headers.get('etag')! } });
+    expect(again.status).toBe(304);
+  });
+
   it('stop working once revoked', async () => {
     const { id, key } = await issue({ name: 'old', allowed_origins: [ORIGIN] });
     expect((await t.h.request('DELETE', `/admin/publishable-keys/${id}`)).body.revoked_at).not.toBeNull();

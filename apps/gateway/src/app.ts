@@ -19,11 +19,12 @@ import {
   type GatewayContext,
   type PlatformContext,
 } from '@caliber/platform';
+import { widgetRoutes } from '@caliber/feedback-widget/server';
 import { bodyLimit } from 'hono/body-limit';
 import { requestId } from 'hono/request-id';
 
 /** Routes anyone may call: probes, the API description and its docs, and the login form. */
-const PUBLIC_PATHS = new Set(['/healthz', '/readyz', '/openapi.json', '/docs', '/favicon.ico', '/login', '/logout']);
+const PUBLIC_PATHS = new Set(['/healthz', '/readyz', '/openapi.json', '/docs', '/favicon.ico', '/login', '/logout', '/widget/caliber-feedback.js']);
 const isPublic = (path: string) => PUBLIC_PATHS.has(path) || path.startsWith('/docs/assets/');
 
 /** What a publishable key (a web page's feedback widget) may call: recording responses and feedback. */
@@ -94,6 +95,7 @@ export function createGateway(platform: PlatformContext, modules: DomainModule[]
 
   app.route('/', loginRoutes(platform.config.CALIBER_API_KEY));
   app.route('/', docsRoutes());
+  app.route('/', widgetRoutes());
   app.route('/', dashboardRoutes(ctx, modules.flatMap((m) => m.dashboard?.(ctx) ?? []), { schedules }));
   app.route('/', platformRoutes(ctx, { schedules, metrics }));
   app.route('/admin/queues', bullBoard(ctx));

@@ -1,0 +1,161 @@
+// @vitest-environment happy-dom
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { ERROR_CATEGORIES } from '@caliber/response-quality/taxonomy';
+import { CaliberFeedbackElement, defineCaliberFeedback } from './element.ts';
+
+defineCaliberFeedback();
+
+interface Call {
+  url: string;
+  body: any;
+  headers: Record<string, string>;
+}
+let calls: Call[] = [];
+let answers: (number | 'network')[] = [];
+
+beforeEach(() => {
+  calls = [];
+  answers = [];
+  vi.stubGlobal('fetch', async (url: string, init: RequestInit) => {
+    calls.push({ url, body: JSON.parse(String(init.body)), headers: init.headers as Record<string, string> });
+    const answer = answers.shift() ?? 201;
+    if (answer === 'network') throw new TypeError('Failed to fetch');
+    return new Response(answer < 300 ? '{"recorded":1}' : JSON.stringify({ error: { code: 'x', message: `refused with ${answer}` } }), { status: answer, headers: { 'content-type': 'application/json' } });
+  });
+});
+afterEach(() => {
+  vi.unstubAllGlobals();
+  document.body.innerHTML = '';
+});
+
+function mount(attrs: Record<string, string>): CaliberFeedbackElement {
+  const node = document.createElement('caliber-feedback') as CaliberFeedbackElement;
+  node.retryDelayMs = 1;
+  for (const [k, v] of Object.entries({ 'response-id': 'r-1', 'publishable-key': 'clbp_test', endpoint: 'https://caliber.example', ...attrs })) node.setAttribute(k, v);
+  document.body.append(node);
+  return node;
+}
+const $ = (node: CaliberFeedbackElement, selector: string) => node.shadowRoot!.querySelector(selector) as HTMLElement;
+const $$ = (node: CaliberFeedbackElement, selector: string) => [...node.shadowRoot!.querySelectorAll(selector)] as HTMLElement[];
+const settled = (node: CaliberFeedbackElement) => vi.waitFor(() => expect(['sent', 'failed']).toContain(node.state));
+
+describe('<caliber-feedback>', () => {
+  it('thumbs: idle, then sending, then sent, with the feedback and the key', async () => {
+    const node = mount({ variant: 'thumbs' });
+    expect(node.state).toBe('idle');
+    const [up, down] = $$(node, 'button');
+    expect(up!.getAttribute('aria-label')).toBe('Helpful');
+    expect(down!.getAttribute('aria-label')).toBe('Not helpful');
+    const states: string[] = [];
+    node.addEventListener('caliber-feedback', (e) => states.push((e as CustomEvent).detail.state));
+    down!.click();
+    expect(node.state).toBe('sending');
+    await settled(node);
+    expect(node.state).toBe('sent');
+    expect(states).toEqual(['sending', 'sent']);
+    expect(calls).toHaveLength(1);
+    expect(calls[0]!.url).toBe('https://caliber.example/api/analytics/response-quality/feedback');
+    expect(calls[0]!.headers.authorization).toBe('Bearer clbp_test');
+    expect(calls[0]!.body).toMatchObject({ response_id: 'r-1', type: 'thumbs', thumbs_up: false, idempotency_key: expect.stringMatching(/^cf-r-1-/) });
+    expect($(node, '[role=status]').textContent).toBe('Thanks for your feedback');
+    expect($$(node, 'button')[1]!.getAttribute('aria-pressed')).toBe('true');
+  });
+
+  it('retries once after a 5xx or a network error, with the same idempotency key', async () => {
+    answers = [503, 201];
+    const node = mount({ variant: 'thumbs' });
+    $$(node, 'button')[0]!.click();
+    await settled(node);
+    expect(node.state).toBe('sent');
+    expect(calls).toHaveLength(2);
+    expect(calls[1]!.body.idempotency_key).toBe(calls[0]!.body.idempotency_key);
+
+    answers = ['network', 201];
+    const other = mount({ variant: 'thumbs', 'response-id': 'r-2' });
+    $$(other, 'button')[0]!.click();
+    await settled(other);
+    expect(other.state).toBe('sent');
+  });
+
+  it('fails after the retry, says so, and offers to try again', async () => {
+    answers = [500, 502];
+    const node = mount({ variant: 'stars' });
+    $$(node, 'button')[2]!.click();
+    await settled(node);
+    expect(node.state).toBe('failed');
+    expect(calls).toHaveLength(2);
+    expect($(node, '[role=status]').textContent).toContain('Feedback could not be sent: refused with 502');
+    const retry = $$(node, 'button').find((b) => b.textContent === 'Try again')!;
+    answers = [201];
+    retry.click();
+    await vi.waitFor(() => expect(node.state).toBe('sent'));
+    expect(calls.at(-1)!.body).toMatchObject({ type: 'stars', stars: 3 });
+  });
+
+  it('does not retry what the server refused (4xx), and shows why', async () => {
+    answers = [403];
+    const node = mount({ variant: 'thumbs' });
+    $$(node, 'button')[0]!.click();
+    await settled(node);
+    expect(node.state).toBe('failed');
+    expect(calls).toHaveLength(1);
+    expect($(node, '[role=status]').textContent).toContain('refused with 403');
+  });
+
+  it('fails without a key instead of throwing into the page', async () => {
+    const node = mount({ variant: 'thumbs' });
+    node.removeAttribute('publishable-key');
+    await node.send({ type: 'thumbs', thumbs_up: true });
+    expect(node.state).toBe('failed');
+    expect(calls).toHaveLength(0);
+  });
+
+  it('stars: a labelled radio group moved through with the arrow keys', async () => {
+    const node = mount({ variant: 'stars' });
+    const group = $(node, '[role=radiogroup]');
+    expect(group.getAttribute('aria-label')).toContain('1 to 5');
+    const stars = $$(node, '[role=radio]');
+    expect(stars.map((s) => s.getAttribute('aria-label'))).toEqual(['1 star', '2 stars', '3 stars', '4 stars', '5 stars']);
+    expect(stars.map((s) => s.getAttribute('tabindex'))).toEqual(['0', '-1', '-1', '-1', '-1']);
+    stars[0]!.dispatchEvent(new KeyboardEvent('keydown', { key: 'ArrowRight', bubbles: true }));
+    expect($$(node, '[role=radio]').map((s) => s.getAttribute('tabindex'))).toEqual(['-1', '0', '-1', '-1', '-1']);
+    stars[4]!.click();
+    await settled(node);
+    expect(calls[0]!.body).toMatchObject({ type: 'stars', stars: 5 });
+    expect($$(node, '[role=radio]')[4]!.getAttribute('aria-checked')).toBe('true');
+  });
+
+  it('full: the taxonomy as labelled checkboxes, a comment and a corrected answer', async () => {
+    const node = mount({ variant: 'full' });
+    const open = $(node, 'button');
+    expect(open.getAttribute('aria-expanded')).toBe('false');
+    open.click();
+    expect($(node, 'button').getAttribute('aria-expanded')).toBe('true');
+    const boxes = $$(node, 'input[type=checkbox]') as HTMLInputElement[];
+    expect(boxes.map((b) => b.value)).toEqual(Object.keys(ERROR_CATEGORIES));
+    boxes.find((b) => b.value === 'outdated_information')!.checked = true;
+    boxes.find((b) => b.value === 'incomplete')!.checked = true;
+    ($(node, 'textarea[name=comment]') as HTMLTextAreaElement).value = ' prices are from 2023 ';
+    ($(node, 'textarea[name=correction]') as HTMLTextAreaElement).value = 'The 2026 price is 12 €.';
+    ($(node, 'form') as HTMLFormElement).requestSubmit();
+    await settled(node);
+    expect(calls[0]!.body).toMatchObject({ type: 'full', categories: ['incomplete', 'outdated_information'], comment: 'prices are from 2023', correction: 'The 2026 price is 12 €.' });
+    expect($(node, 'form')).toBeNull(); // sent: the form closes
+  });
+
+  it('records the response with the feedback when it knows the question and answer', async () => {
+    const node = mount({ variant: 'thumbs', 'model-id': 'support-bot' });
+    node.query = 'Is it open on Sunday?';
+    node.response = 'Yes, 10–16.';
+    $$(node, 'button')[0]!.click();
+    await settled(node);
+    expect(calls[0]!.url).toBe('https://caliber.example/api/analytics/response-quality/response');
+    expect(calls[0]!.body).toMatchObject({ response_id: 'r-1', model_id: 'support-bot', query: 'Is it open on Sunday?', response: 'Yes, 10–16.', feedback: { type: 'thumbs', thumbs_up: true } });
+  });
+
+  it('falls back to thumbs for an unknown variant', () => {
+    const node = mount({ variant: 'emoji' });
+    expect(node.variant).toBe('thumbs');
+    expect($$(node, 'button')).toHaveLength(2);
+  });
+});
