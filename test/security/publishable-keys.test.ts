@@ -64,14 +64,23 @@ describe('publishable keys', () => {
     const { key } = await issue({ name: 'tight', allowed_origins: [ORIGIN], rate_limit_per_minute: 3 });
     const statuses: number[] = [];
     let retryAfter: string | null = null;
-    for (let i = 0; i < 5; i++) {
-      const res = await t.h.request('POST', `${R}/response`, { key, json: response(`rl-${i}`), headers: { origin: ORIGIN } });
+    let exposed: string | null = null;
+    // Seven requests at 3 a minute: even if the minute turns in between, at least one is refused.
+    for (let i = 0; i < 7; i++) {
+      const res = await t.h.request('POST', `${R}/response`, { key, json: response(`rl-${i}`), headers: { origin: ORIGIN, 'x-forwarded-for': `10.0.0.${i}` } });
       statuses.push(res.status);
-      if (res.status === 429) retryAfter = res.headers.get('retry-after');
+      if (res.status === 429) {
+        retryAfter = res.headers.get('retry-after');
+        exposed = res.headers.get('access-control-expose-headers');
+      }
     }
-    expect(statuses).toEqual([201, 201, 201, 429, 429]);
+    expect(statuses.slice(0, 3)).toEqual([201, 201, 201]);
+    expect(statuses).toContain(429);
+    expect(statuses.filter((s) => s === 201).length).toBeLessThanOrEqual(6);
     expect(Number(retryAfter)).toBeGreaterThan(0);
     expect(Number(retryAfter)).toBeLessThanOrEqual(60);
+    expect(exposed).toBe('Retry-After'); // the page's script can read when to try again
+    // (A made-up X-Forwarded-For changed nothing: without TRUST_PROXY the socket's address counts.)
     // Another key is counted apart.
     const other = await issue({ name: 'other', allowed_origins: [ORIGIN], rate_limit_per_minute: 3 });
     expect((await t.h.request('POST', `${R}/response`, { key: other.key, json: response('rl-other'), headers: { origin: ORIGIN } })).status).toBe(201);
@@ -87,6 +96,18 @@ describe('publishable keys', () => {
     expect(res.text.length).toBeLessThan(20_000);
     const again = await t.h.request('GET', '/widget/caliber-feedback.js', { key: null, headers: { 'if-none-match': res.headers.get('etag')! } });
     expect(again.status).toBe(304);
+  });
+
+  it('send one small item per request: no batches, no big bodies', async () => {
+    const { key } = await issue({ name: 'small', allowed_origins: [ORIGIN] });
+    const batch = await t.h.request('POST', `${R}/response`, { key, json: { items: [response('b-1'), response('b-2')] }, headers: { origin: ORIGIN } });
+    expect(batch.status).toBe(400);
+    expect(batch.body.error.message).toContain('one item per request');
+    const big = await t.h.request('POST', `${R}/response`, { key, json: { ...response('b-3'), response: 'x'.repeat(40_000) }, headers: { origin: ORIGIN } });
+    expect(big.status).toBe(413);
+    expect(await t.h.query(`SELECT 1 FROM llm_responses WHERE response_id LIKE 'b-%'`)).toEqual([]);
+    // The admin key still sends batches.
+    expect((await t.h.request('POST', `${R}/response`, { json: { items: [response('b-4'), response('b-5')] } })).status).toBe(201);
   });
 
   it('stop working once revoked', async () => {

@@ -32,6 +32,7 @@ const PUBLISHABLE_PATHS = new Set(['/api/analytics/response-quality/response', '
 const isPublishablePath = (method: string, path: string) => method === 'POST' && PUBLISHABLE_PATHS.has(path);
 
 export const MAX_BODY_BYTES = 10 * 1024 * 1024;
+const PUBLISHABLE_MAX_BODY = 32 * 1024;
 
 /** The HTTP gateway: platform routes, Bull Board and every domain module's routes behind auth. */
 export function createGateway(platform: PlatformContext, modules: DomainModule[]) {
@@ -69,10 +70,13 @@ export function createGateway(platform: PlatformContext, modules: DomainModule[]
   // answered for the publishable routes from any origin, and the request itself is checked.
   app.use('*', async (c, next) => {
     if (c.req.method === 'OPTIONS' && PUBLISHABLE_PATHS.has(c.req.path) && c.req.header('origin')) {
-      return c.body(null, 204, corsHeaders(c.req.header('origin')!));
+      return c.body(null, 204, { ...corsHeaders(c.req.header('origin')!), vary: 'Origin, Access-Control-Request-Method, Access-Control-Request-Headers' });
     }
     return next();
   });
+  // A web page's feedback is small: a publishable key's body is limited to 32 KiB.
+  const publishableBody = bodyLimit({ maxSize: PUBLISHABLE_MAX_BODY, onError: (c) => c.json(errorBody('payload_too_large', `A request with a publishable key is at most ${PUBLISHABLE_MAX_BODY} bytes`), 413) });
+  app.use('*', (c, next) => (PUBLISHABLE_PATHS.has(c.req.path) && /^Bearer\s+clbp_/i.test(c.req.header('authorization') ?? '') ? publishableBody(c, next) : next()));
   app.use('*', (c, next) => (isPublic(c.req.path) ? next() : auth(c, next)));
   // Postgres cannot store or compare NUL or broken UTF-16: refuse them in the URL for every route at
   // once (a query value reaching a WHERE clause would otherwise be a 500).

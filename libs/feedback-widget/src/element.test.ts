@@ -56,7 +56,7 @@ describe('<caliber-feedback>', () => {
     expect(calls).toHaveLength(1);
     expect(calls[0]!.url).toBe('https://caliber.example/api/analytics/response-quality/feedback');
     expect(calls[0]!.headers.authorization).toBe('Bearer clbp_test');
-    expect(calls[0]!.body).toMatchObject({ response_id: 'r-1', type: 'thumbs', thumbs_up: false, idempotency_key: expect.stringMatching(/^cf-r-1-/) });
+    expect(calls[0]!.body).toMatchObject({ response_id: 'r-1', type: 'thumbs', thumbs_up: false, idempotency_key: expect.stringMatching(/^cf-[0-9a-f-]{36}$/) });
     expect($(node, '[role=status]').textContent).toBe('Thanks for your feedback');
     expect($$(node, 'button')[1]!.getAttribute('aria-pressed')).toBe('true');
   });
@@ -90,6 +90,52 @@ describe('<caliber-feedback>', () => {
     retry.click();
     await vi.waitFor(() => expect(node.state).toBe('sent'));
     expect(calls.at(-1)!.body).toMatchObject({ type: 'stars', stars: 3 });
+    // The same feedback, so the same key: the server stores it once even if an earlier try landed.
+    expect(new Set(calls.map((c) => c.body.idempotency_key)).size).toBe(1);
+  });
+
+  it('locks its controls once sent: a second click stores nothing more', async () => {
+    const node = mount({ variant: 'thumbs' });
+    $$(node, 'button')[0]!.click();
+    await settled(node);
+    expect($$(node, 'button').every((b) => (b as HTMLButtonElement).disabled)).toBe(true);
+    await node.send({ type: 'thumbs', thumbs_up: false });
+    expect(calls).toHaveLength(1);
+  });
+
+  it('leaves a long Retry-After to the user instead of retrying into it', async () => {
+    vi.stubGlobal('fetch', async (url: string, init: RequestInit) => {
+      calls.push({ url, body: JSON.parse(String(init.body)), headers: {} });
+      return new Response(JSON.stringify({ error: { code: 'rate_limited', message: 'slow down' } }), { status: 429, headers: { 'retry-after': '42' } });
+    });
+    const node = mount({ variant: 'thumbs' });
+    $$(node, 'button')[0]!.click();
+    await settled(node);
+    expect(node.state).toBe('failed');
+    expect(calls).toHaveLength(1);
+    expect($(node, '[role=status]').textContent).toContain('try again in 42 s');
+  });
+
+  it('keeps what was typed in the full form when sending fails', async () => {
+    answers = [400];
+    const node = mount({ variant: 'full' });
+    $(node, 'button').click();
+    ($(node, 'textarea[name=comment]') as HTMLTextAreaElement).value = 'keep me';
+    ($$(node, 'input[type=checkbox]')[2] as HTMLInputElement).checked = true;
+    ($(node, 'form') as HTMLFormElement).requestSubmit();
+    await settled(node);
+    expect(node.state).toBe('failed');
+    expect(($(node, 'textarea[name=comment]') as HTMLTextAreaElement).value).toBe('keep me');
+    expect(($$(node, 'input[type=checkbox]')[2] as HTMLInputElement).checked).toBe(true);
+  });
+
+  it('starts afresh when given another response', async () => {
+    const node = mount({ variant: 'thumbs' });
+    $$(node, 'button')[0]!.click();
+    await settled(node);
+    node.setAttribute('response-id', 'r-other');
+    expect(node.state).toBe('idle');
+    expect($$(node, 'button').some((b) => (b as HTMLButtonElement).disabled)).toBe(false);
   });
 
   it('does not retry what the server refused (4xx), and shows why', async () => {

@@ -40,7 +40,10 @@ const MESSAGES: Record<FeedbackState, string> = { idle: '', sending: 'Sending…
  * It retries a failed send once, reports its state in an `aria-live` region and a
  * `caliber-feedback` event, and never throws into the host page.
  */
-export class CaliberFeedbackElement extends HTMLElement {
+// Importing the module where there is no DOM (server-side rendering) must not throw.
+const Base = (typeof HTMLElement === 'undefined' ? class {} : HTMLElement) as typeof HTMLElement;
+
+export class CaliberFeedbackElement extends Base {
   static observedAttributes = ['response-id', 'model-id', 'variant', 'publishable-key', 'endpoint'];
 
   /** The question and the answer, to record the response with the feedback. */
@@ -53,6 +56,10 @@ export class CaliberFeedbackElement extends HTMLElement {
   #detail = '';
   #chosen: Content | undefined;
   #formOpen = false;
+  /** The idempotency key of the feedback being sent, kept for every retry of it (automatic or by hand). */
+  #pendingKey: string | undefined;
+  /** Bumped when the element is given another response: late answers about the old one are ignored. */
+  #generation = 0;
   #root: ShadowRoot;
 
   constructor() {
@@ -78,7 +85,16 @@ export class CaliberFeedbackElement extends HTMLElement {
     this.#render();
   }
 
-  attributeChangedCallback(): void {
+  attributeChangedCallback(name: string, previous: string | null, next: string | null): void {
+    if (name === 'response-id' && previous !== null && previous !== next) {
+      // Reused for another answer (a list, a framework): start afresh.
+      this.#generation++;
+      this.#state = 'idle';
+      this.#detail = '';
+      this.#chosen = undefined;
+      this.#pendingKey = undefined;
+      this.#formOpen = false;
+    }
     if (this.isConnected) this.#render();
   }
 
@@ -100,7 +116,9 @@ export class CaliberFeedbackElement extends HTMLElement {
 
   /** Sends feedback (what the buttons and the form call). Resolves to the final state; never rejects. */
   async send(content: Content): Promise<FeedbackState> {
-    if (this.#state === 'sending') return this.#state;
+    if (this.#state === 'sending' || this.#state === 'sent') return this.#state;
+    const generation = this.#generation;
+    if (this.#pendingKey === undefined || JSON.stringify(content) !== JSON.stringify(this.#chosen)) this.#pendingKey = undefined;
     this.#chosen = content;
     const responseId = this.getAttribute('response-id');
     const key = this.getAttribute('publishable-key');
@@ -108,8 +126,9 @@ export class CaliberFeedbackElement extends HTMLElement {
       this.#set('failed', 'The widget needs response-id and publishable-key attributes');
       return this.#state;
     }
-    // One key per feedback, kept for the retry: the server stores it once whatever happens.
-    const idempotencyKey = `cf-${responseId}-${globalThis.crypto?.randomUUID?.() ?? Math.random().toString(36).slice(2)}`;
+    // One key per feedback, kept for every retry of it: the server stores it once whatever happens.
+    this.#pendingKey ??= `cf-${globalThis.crypto?.randomUUID?.() ?? `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`}`;
+    const idempotencyKey = this.#pendingKey;
     const feedback = { ...content, idempotency_key: idempotencyKey };
     const modelId = this.getAttribute('model-id');
     const withResponse = modelId && this.query !== undefined && this.response !== undefined;
@@ -118,22 +137,29 @@ export class CaliberFeedbackElement extends HTMLElement {
     this.#set('sending');
     for (let attempt = 1; attempt <= 2; attempt++) {
       const outcome = await this.#post(`${this.endpoint}${path}`, key, body);
+      if (generation !== this.#generation) return this.#state; // the element moved on to another response
       if (outcome.ok) {
+        this.#pendingKey = undefined;
         this.#set('sent');
         return this.#state;
       }
-      if (!outcome.retry || attempt === 2) {
-        this.#set('failed', outcome.message);
+      // A server asking for a long pause gets it from the user, not from a waiting retry.
+      const wait = outcome.retryAfterMs ?? this.retryDelayMs;
+      if (!outcome.retry || attempt === 2 || wait > 5_000) {
+        this.#set('failed', wait > 5_000 && outcome.retry ? `${outcome.message}; try again in ${Math.ceil(wait / 1000)} s` : outcome.message);
         return this.#state;
       }
-      await new Promise((r) => setTimeout(r, Math.min(5_000, outcome.retryAfterMs ?? this.retryDelayMs)));
+      await new Promise((r) => setTimeout(r, wait));
+      if (generation !== this.#generation) return this.#state;
     }
     return this.#state;
   }
 
   async #post(url: string, key: string, body: unknown): Promise<{ ok: boolean; retry: boolean; message: string; retryAfterMs?: number }> {
     try {
-      const res = await fetch(url, { method: 'POST', mode: 'cors', credentials: 'omit', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      // Bounded, so a hung connection cannot leave the widget sending for ever.
+      const signal = typeof AbortSignal !== 'undefined' && 'timeout' in AbortSignal ? AbortSignal.timeout(10_000) : undefined;
+      const res = await fetch(url, { method: 'POST', mode: 'cors', credentials: 'omit', keepalive: true, signal, headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
       if (res.ok) return { ok: true, retry: false, message: '' };
       let message = `HTTP ${res.status}`;
       try {
@@ -162,7 +188,13 @@ export class CaliberFeedbackElement extends HTMLElement {
 
   #render(): void {
     const sending = this.#state === 'sending';
+    const locked = sending || this.#state === 'sent';
     const root = this.#root;
+    // What the user typed, ticked and focused survives the re-render.
+    const form = root.querySelector('form');
+    const typed = form ? { categories: [...form.querySelectorAll<HTMLInputElement>('input[name=category]:checked')].map((b) => b.value), comment: form.querySelector<HTMLTextAreaElement>('[name=comment]')?.value ?? '', correction: form.querySelector<HTMLTextAreaElement>('[name=correction]')?.value ?? '' } : undefined;
+    const focused = root.activeElement as HTMLElement | null;
+    const focusKey = focused ? `${focused.tagName}|${focused.getAttribute('part') ?? ''}|${focused.getAttribute('name') ?? ''}|${focused.getAttribute('aria-label') ?? ''}|${(focused as HTMLInputElement).value ?? ''}` : undefined;
     root.innerHTML = '';
     const style = document.createElement('style');
     style.textContent = STYLE;
@@ -174,7 +206,7 @@ export class CaliberFeedbackElement extends HTMLElement {
       for (const up of [true, false]) {
         const b = el('button', { type: 'button', 'aria-label': up ? 'Helpful' : 'Not helpful', 'aria-pressed': String(chosen === up), part: up ? 'up' : 'down' });
         b.append(thumbIcon(up));
-        b.disabled = sending;
+        b.disabled = locked;
         b.addEventListener('click', () => void this.send({ type: 'thumbs', thumbs_up: up }));
         bar.append(b);
       }
@@ -183,7 +215,7 @@ export class CaliberFeedbackElement extends HTMLElement {
       const group = el('div', { role: 'radiogroup', 'aria-label': 'Rate this answer from 1 to 5 stars', class: 'bar' });
       for (let n = 1; n <= 5; n++) {
         const b = el('button', { type: 'button', role: 'radio', class: `star${n <= chosen ? ' lit' : ''}`, 'aria-checked': String(n === chosen), 'aria-label': `${n} star${n > 1 ? 's' : ''}`, tabindex: n === (chosen || 1) ? '0' : '-1', part: 'star' }, n <= chosen ? '★' : '☆');
-        b.disabled = sending;
+        b.disabled = locked;
         b.addEventListener('click', () => void this.send({ type: 'stars', stars: n }));
         b.addEventListener('keydown', (e) => {
           // Arrow keys move between the stars, as in any radio group.
@@ -216,7 +248,19 @@ export class CaliberFeedbackElement extends HTMLElement {
       bar.append(retry);
     }
     root.append(bar);
-    if (variant === 'full' && this.#formOpen && this.#state !== 'sent') root.append(this.#form(sending));
+    if (variant === 'full' && this.#formOpen && this.#state !== 'sent') {
+      const next = this.#form(sending);
+      if (typed) {
+        for (const box of next.querySelectorAll<HTMLInputElement>('input[name=category]')) box.checked = typed.categories.includes(box.value);
+        next.querySelector<HTMLTextAreaElement>('[name=comment]')!.value = typed.comment;
+        next.querySelector<HTMLTextAreaElement>('[name=correction]')!.value = typed.correction;
+      }
+      root.append(next);
+    }
+    if (focusKey) {
+      const again = [...root.querySelectorAll<HTMLElement>('button, input, textarea')].find((e) => `${e.tagName}|${e.getAttribute('part') ?? ''}|${e.getAttribute('name') ?? ''}|${e.getAttribute('aria-label') ?? ''}|${(e as HTMLInputElement).value ?? ''}` === focusKey);
+      (again ?? root.querySelector<HTMLElement>('[role=status]'))?.focus?.();
+    }
   }
 
   #form(sending: boolean): HTMLFormElement {

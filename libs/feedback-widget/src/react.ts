@@ -39,6 +39,8 @@ export function CaliberFeedback(props: CaliberFeedbackProps) {
   }, [onStateChange]);
   return createElement('caliber-feedback', {
     ref,
+    // A new answer is a new element: its state never carries over.
+    key: props.responseId,
     'response-id': props.responseId,
     'publishable-key': props.publishableKey,
     variant: props.variant ?? 'thumbs',

@@ -3,6 +3,7 @@ import type { Context, MiddlewareHandler } from 'hono';
 import { getCookie, setCookie, deleteCookie } from 'hono/cookie';
 import { html } from 'hono/html';
 import { Hono } from 'hono';
+import { isIP } from 'node:net';
 import { getConnInfo } from '@hono/node-server/conninfo';
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
@@ -78,17 +79,28 @@ export interface PublishableAccess {
   trustProxy: boolean;
 }
 
-/** The client's IP: the socket's peer, or the first X-Forwarded-For hop behind a trusted proxy. */
+/**
+ * The client's IP: the socket's peer, or, behind one proxy you run, the address that proxy put
+ * last in X-Forwarded-For (the entries before it are the client's to write). IPv6 addresses
+ * count by their /64, which one client can rotate through.
+ */
 export function clientIp(c: Context, trustProxy: boolean): string {
   if (trustProxy) {
-    const forwarded = c.req.header('x-forwarded-for')?.split(',')[0]?.trim();
-    if (forwarded) return forwarded;
+    const forwarded = c.req.header('x-forwarded-for')?.split(',').at(-1)?.trim();
+    if (forwarded && isIP(forwarded)) return bucket(forwarded);
   }
   try {
-    return getConnInfo(c).remote.address ?? 'unknown';
+    const address = getConnInfo(c).remote.address;
+    return address ? bucket(address) : 'unknown';
   } catch {
     return 'unknown';
   }
+}
+
+function bucket(address: string): string {
+  if (isIP(address) !== 6 || address.startsWith('::ffff:')) return address;
+  const parts = address.split('::')[0]!.split(':');
+  return `${parts.slice(0, 4).join(':')}::/64`;
 }
 
 /** CORS headers for a publishable-key request from an allowed origin. */
@@ -98,7 +110,8 @@ export function corsHeaders(origin: string): Record<string, string> {
     'access-control-allow-methods': 'POST, OPTIONS',
     'access-control-allow-headers': 'authorization, content-type',
     'access-control-max-age': '600',
-    vary: 'Origin',
+    // The widget reads Retry-After of a 429 (not a header scripts see without this).
+    'access-control-expose-headers': 'Retry-After',
   };
 }
 
@@ -133,8 +146,14 @@ export function gatewayAuth(opts: { apiKey: string | undefined; pool: pg.Pool; i
           return c.json(errorBody('origin_not_allowed', origin ? `Origin ${origin} may not use this key` : 'A publishable key is used from a web page: the request needs its Origin'), 403);
         }
         for (const [name, value] of Object.entries(corsHeaders(origin))) c.header(name, value);
+        c.header('vary', 'Origin', { append: true });
         const ip = clientIp(c, p.trustProxy);
-        const limit = await rateLimit(p.redis, p.prefix, key, ip).catch(() => ({ allowed: true, retryAfterS: 0 })); // Redis down: let feedback in
+        // Without Redis there is no limit to enforce: refuse (a public key must stay limited) rather than let everything in.
+        const limit = await rateLimit(p.redis, p.prefix, key, ip).catch(() => undefined);
+        if (!limit) {
+          c.header('Retry-After', '5');
+          return c.json(errorBody('queue_unavailable', 'Rate limiting is unavailable (Redis is not answering); try again shortly'), 503);
+        }
         if (!limit.allowed) {
           c.header('Retry-After', String(limit.retryAfterS));
           return c.json(errorBody('rate_limited', `More than ${key.rateLimitPerMinute} requests a minute from this client with this key; retry in ${limit.retryAfterS} s`), 429);

@@ -116,13 +116,20 @@ function periodFilter(q: { model_id?: string; from?: string; to?: string }) {
 export function responseQualityRoutes(ctx: GatewayContext) {
   const app = createRouter();
 
+  // A publishable key (a web page) sends one item per request, so its rate limit counts items.
+  const onePerRequest = (c: { get(key: 'principal'): { kind: string } | undefined }, body: object) => {
+    if (c.get('principal')?.kind === 'publishable' && 'items' in body) throw new ApiError(400, 'invalid_request', 'A publishable key sends one item per request, not {"items":[…]}');
+  };
+
   app.openapi(responseRoute, async (c) => {
     const body = c.req.valid('json');
+    onePerRequest(c, body);
     return c.json(await recordResponses(ctx.db, 'items' in body ? body.items : [body]), 201);
   });
 
   app.openapi(feedbackRoute, async (c) => {
     const body = c.req.valid('json');
+    onePerRequest(c, body);
     return c.json(await recordFeedback(ctx.db, 'items' in body ? body.items : [body]), 201);
   });
 
