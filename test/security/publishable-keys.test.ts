@@ -33,6 +33,10 @@ describe('publishable keys', () => {
     expect(preflight.status).toBe(204);
     expect(preflight.headers.get('access-control-allow-origin')).toBe(ORIGIN);
     expect(preflight.headers.get('access-control-allow-headers')).toContain('authorization');
+    // An origin no active key lists gets no permission to even try.
+    const stranger = await t.h.request('OPTIONS', `${R}/feedback`, { key: null, headers: { origin: 'https://stranger.example', 'access-control-request-method': 'POST' } });
+    expect(stranger.status).toBe(403);
+    expect(stranger.headers.get('access-control-allow-origin')).toBeNull();
 
     const recorded = await t.h.request('POST', `${R}/response`, { key, json: response('pk-1'), headers: { origin: ORIGIN } });
     expect(recorded.status, recorded.text).toBe(201);

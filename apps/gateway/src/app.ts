@@ -67,10 +67,13 @@ export function createGateway(platform: PlatformContext, modules: DomainModule[]
     }),
   );
   // A browser asks before a cross-origin POST with a key; the preflight carries no key, so it is
-  // answered for the publishable routes from any origin, and the request itself is checked.
+  // allowed for an origin some active publishable key lists, and the request itself is checked.
   app.use('*', async (c, next) => {
-    if (c.req.method === 'OPTIONS' && PUBLISHABLE_PATHS.has(c.req.path) && c.req.header('origin')) {
-      return c.body(null, 204, { ...corsHeaders(c.req.header('origin')!), vary: 'Origin, Access-Control-Request-Method, Access-Control-Request-Headers' });
+    const origin = c.req.header('origin');
+    if (c.req.method === 'OPTIONS' && PUBLISHABLE_PATHS.has(c.req.path) && origin) {
+      const vary = { vary: 'Origin, Access-Control-Request-Method, Access-Control-Request-Headers' };
+      const { rows } = await platform.pool.query('SELECT 1 FROM publishable_keys WHERE revoked_at IS NULL AND $1 = ANY(allowed_origins) LIMIT 1', [origin]);
+      return rows.length > 0 ? c.body(null, 204, { ...corsHeaders(origin), ...vary }) : c.body(null, 403, vary);
     }
     return next();
   });

@@ -129,6 +129,15 @@ describe('<caliber-feedback>', () => {
     expect(($$(node, 'input[type=checkbox]')[2] as HTMLInputElement).checked).toBe(true);
   });
 
+  it('does not send an empty full form', async () => {
+    const node = mount({ variant: 'full' });
+    $(node, 'button').click();
+    ($(node, 'form') as HTMLFormElement).requestSubmit();
+    expect(calls).toHaveLength(0);
+    expect(node.state).toBe('idle');
+    expect($(node, '[role=status]').textContent).toContain('Pick what was wrong');
+  });
+
   it('starts afresh when given another response', async () => {
     const node = mount({ variant: 'thumbs' });
     $$(node, 'button')[0]!.click();

@@ -288,7 +288,14 @@ export class CaliberFeedbackElement extends Base {
       e.preventDefault();
       const data = new FormData(form);
       const text = (v: FormDataEntryValue | null) => (typeof v === 'string' && v.trim() ? v.trim() : undefined);
-      void this.send({ type: 'full', categories: data.getAll('category').map(String), comment: text(data.get('comment')), correction: text(data.get('correction')) });
+      const content = { type: 'full' as const, categories: data.getAll('category').map(String), comment: text(data.get('comment')), correction: text(data.get('correction')) };
+      if (content.categories.length === 0 && !content.comment && !content.correction) {
+        // Nothing to send yet: say so, keep the form open.
+        const status = this.#root.querySelector('[role=status]');
+        if (status) status.textContent = 'Pick what was wrong, or write a comment or a correction';
+        return;
+      }
+      void this.send(content);
     });
     return form;
   }
