@@ -165,7 +165,12 @@ describe('caliber start (npm start)', () => {
     }, { what: 'the automatic fine-tuning job to succeed', timeoutMs: 30_000 });
     expect(job).toMatchObject({ trigger: 'auto', analysis_run_id: run.body.run_id, dataset_rows: 22, validation_rows: 2, credits: 'charged' });
     expect(job.fine_tuned_model).toMatch(/^ft:helpdesk:caliber::/);
-    expect((await call('GET', job.queue_job.status)).body).toMatchObject({ state: 'completed', result: { status: 'succeeded' } });
+    // The job row says succeeded a moment before BullMQ marks its queue job completed.
+    const queueJob = await waitFor(async () => {
+      const body = (await call('GET', job.queue_job.status)).body;
+      return body.state === 'completed' ? body : undefined;
+    }, { what: 'the queue job to complete' });
+    expect(queueJob).toMatchObject({ state: 'completed', result: { status: 'succeeded' } });
     expect((await call('GET', '/admin/credits/e2e-team')).body).toMatchObject({ balance: 200, reserved: 0 });
     expect(provider.requests.every((r) => r.authorization === `Bearer ${provider.apiKey}`)).toBe(true);
     expect(app.output()).not.toContain(provider.apiKey);
