@@ -1,11 +1,10 @@
-import { chart, emptyState, section, stats, table, withTenant, type DashboardPage, type GatewayContext } from '@caliber/platform';
+import { chart, PALETTE, emptyState, section, stats, table, withTenant, type DashboardPage, type GatewayContext } from '@caliber/platform';
 import { sql } from 'drizzle-orm';
 import { html } from 'hono/html';
 import { confidenceTrends, outcomeGroups } from './analytics.ts';
 import { calibrationMetrics } from './calibration-math.ts';
 import type { ConfidenceConfig } from './config.ts';
 
-const COLORS = ['#5b8def', '#e07a3f', '#3fa37a', '#9b59b6', '#d64545', '#2c3e50', '#c9a227', '#16a2b8'];
 const r4 = (x: number) => Number(x.toFixed(4));
 
 /** One tenant's confidence: the hourly trend, the reliability diagram and ECE/Brier per model (the admin picks the tenant). */
@@ -97,8 +96,8 @@ export function confidenceDashboard(ctx: GatewayContext, config: ConfidenceConfi
                   data: {
                     labels: models.map((m) => m.model),
                     datasets: [
-                      { label: 'ECE', data: models.map((m) => r4(m.ece)), backgroundColor: COLORS[0] },
-                      { label: 'Brier', data: models.map((m) => r4(m.brier)), backgroundColor: COLORS[1] },
+                      { label: 'ECE', data: models.map((m) => r4(m.ece)), backgroundColor: PALETTE[0] },
+                      { label: 'Brier', data: models.map((m) => r4(m.brier)), backgroundColor: PALETTE[1] },
                     ],
                   },
                   options: { scales: { y: { beginAtZero: true } } },

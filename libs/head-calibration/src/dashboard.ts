@@ -1,4 +1,4 @@
-import { chart, emptyState, rowCount, section, showCount, stats, table, type DashboardPage, type GatewayContext } from '@caliber/platform';
+import { chart, PALETTE, emptyState, rowCount, section, showCount, stats, table, type DashboardPage, type GatewayContext } from '@caliber/platform';
 import { sql } from 'drizzle-orm';
 import { html } from 'hono/html';
 import type { HeadCalibrationConfig } from './config.ts';
@@ -17,7 +17,6 @@ const METRICS = [
   { key: 'iqr_drift', label: 'IQR drift', threshold: 'iqr' },
 ] as const;
 
-const COLORS = ['#5b8def', '#e07a3f', '#3fa37a', '#9b59b6', '#d64545', '#2c3e50', '#c9a227', '#16a2b8'];
 
 interface RunRow {
   model_name: string;
@@ -134,8 +133,8 @@ function headsPage(ctx: GatewayContext, config: HeadCalibrationConfig): Dashboar
           data: {
             labels: versions,
             datasets: labels.flatMap((label, i) => [
-              { label: `${label} p95`, data: runs.map((r) => r.labels?.[label]?.p95 ?? null), borderColor: COLORS[i % COLORS.length], spanGaps: true },
-              { label: `${label} p5`, data: runs.map((r) => r.labels?.[label]?.p5 ?? null), borderColor: COLORS[i % COLORS.length], borderDash: [4, 3], spanGaps: true },
+              { label: `${label} p95`, data: runs.map((r) => r.labels?.[label]?.p95 ?? null), borderColor: PALETTE[i % PALETTE.length], spanGaps: true },
+              { label: `${label} p5`, data: runs.map((r) => r.labels?.[label]?.p5 ?? null), borderColor: PALETTE[i % PALETTE.length], borderDash: [4, 3], spanGaps: true },
             ]),
           },
           options: { plugins: { legend: { position: 'bottom' } }, scales: { y: { min: 0, max: 1 } } },
@@ -149,7 +148,7 @@ function headsPage(ctx: GatewayContext, config: HeadCalibrationConfig): Dashboar
           type: 'bar',
           data: {
             labels: Array.from({ length: bins }, (_, i) => (i / bins).toFixed(2)),
-            datasets: labels.map((label, i) => ({ label, data: latest.labels[label]!.histogram, backgroundColor: COLORS[i % COLORS.length] + 'aa', borderWidth: 0 })),
+            datasets: labels.map((label, i) => ({ label, data: latest.labels[label]!.histogram, backgroundColor: PALETTE[i % PALETTE.length] + 'aa', borderWidth: 0 })),
           },
           options: { plugins: { legend: { position: 'bottom' } }, scales: { x: { ticks: { maxTicksLimit: 11 } } } },
         },

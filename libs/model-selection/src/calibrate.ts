@@ -1,5 +1,5 @@
 import { queueNotifications, type NewNotification } from '@caliber/notifications';
-import { defineJob, type Executor, type JobContext } from '@caliber/platform';
+import { defineJob, groupBy, type Executor, type JobContext } from '@caliber/platform';
 import { sql, type SQL } from 'drizzle-orm';
 import { z } from 'zod';
 import type { ModelSelectionConfig } from './config.ts';
@@ -96,13 +96,7 @@ export async function runModelSelection(job: Pick<JobContext, 'platform' | 'jobK
     const current = new Map(
       (await tx.execute<CurrentRow>(sql`SELECT language, size_category, model_id, provider, score FROM model_configurations`)).rows.map((r) => [`${r.language}\u0000${r.size_category}`, r]),
     );
-    const byPair = new Map<string, PairStats[]>();
-    for (const s of stats) {
-      const key = `${s.language}\u0000${s.size_category}`;
-      const list = byPair.get(key);
-      if (list) list.push(s);
-      else byPair.set(key, [s]);
-    }
+    const byPair = groupBy(stats, (s) => `${s.language}\u0000${s.size_category}`);
 
     const writes: { language: string; size_category: string; chosen: ScoredCandidate; runnerUp: ScoredCandidate | null }[] = [];
     const result: ModelSelectionRunResult = {

@@ -24,6 +24,9 @@ export interface DashboardPage {
   data?(c: Context<AppEnv>): Promise<unknown>;
 }
 
+/** Series colours every page uses, in order. */
+export const PALETTE = ['#5b8def', '#e07a3f', '#3fa37a', '#9b59b6', '#d64545', '#2c3e50', '#c9a227', '#16a2b8', '#8e6c8a', '#4c9f38'] as const;
+
 /** A Chart.js chart: the config travels as JSON in a data attribute and `dashboard.js` draws it. */
 export function chart(id: string, config: { type: string; data: unknown; options?: unknown }, opts: { height?: number; label?: string } = {}) {
   return html`<div class="chart" style="height:${opts.height ?? 260}px"><canvas id="${id}" role="img" aria-label="${opts.label ?? id}" data-chart="${JSON.stringify(config)}"></canvas></div>`;

@@ -38,7 +38,7 @@ export {
 } from './tenants.ts';
 export { createGatewayMetrics, JobDurationRecorder } from './metrics.ts';
 export { bullBoard, platformRoutes } from './platform-routes.ts';
-export { chart, dashboardRoutes, docsRoutes, emptyState, rowCount, section, showCount, stats, table, type DashboardPage, type Html } from './dashboard.ts';
+export { chart, PALETTE, dashboardRoutes, docsRoutes, emptyState, rowCount, section, showCount, stats, table, type DashboardPage, type Html } from './dashboard.ts';
 export { delay, groupBy, summarizeIssues } from './util.ts';
 export { isStorableInstant, isStorableJson, isStorableText, MAX_INSTANT_MS, MIN_INSTANT_MS } from './storable.ts';
 export { onShutdownSignal, runMain } from './process.ts';

@@ -1,10 +1,10 @@
-import { createHash, randomBytes } from 'node:crypto';
 import { createRoute, z } from '@hono/zod-openapi';
 import { sql } from 'drizzle-orm';
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { Database } from './db.ts';
 import { ApiError, createRouter, errorSchema, jsonContent, standardErrors } from './http.ts';
+import { hashApiKey, newApiKey } from './tenants.ts';
 
 export const PUBLISHABLE_KEY_PREFIX = 'clbp_';
 
@@ -14,12 +14,11 @@ export interface PublishableKey {
   rateLimitPerMinute: number;
 }
 
-const hash = (key: string) => createHash('sha256').update(key).digest('hex');
 
 export async function findPublishableKey(pool: pg.Pool, key: string): Promise<PublishableKey | undefined> {
   const { rows } = await pool.query<{ id: number; allowed_origins: string[]; rate_limit_per_minute: number }>(
     'SELECT id, allowed_origins, rate_limit_per_minute FROM publishable_keys WHERE key_hash = $1 AND revoked_at IS NULL',
-    [hash(key)],
+    [hashApiKey(key)],
   );
   const row = rows[0];
   return row ? { id: Number(row.id), allowedOrigins: row.allowed_origins, rateLimitPerMinute: row.rate_limit_per_minute } : undefined;
@@ -116,11 +115,11 @@ export function publishableKeyRoutes(ctx: { db: Database }) {
   const app = createRouter();
   app.openapi(createRouteDef, async (c) => {
     const body = c.req.valid('json');
-    const key = `${PUBLISHABLE_KEY_PREFIX}${randomBytes(24).toString('base64url')}`;
+    const { key, hash, prefix } = newApiKey(PUBLISHABLE_KEY_PREFIX, 7);
     const row = (
       await ctx.db.execute<Row>(sql`
         INSERT INTO publishable_keys (name, key_hash, prefix, allowed_origins, rate_limit_per_minute)
-        VALUES (${body.name}, ${hash(key)}, ${key.slice(0, 12)}, ${sql.param([...new Set(body.allowed_origins)])}::text[], ${body.rate_limit_per_minute ?? 60})
+        VALUES (${body.name}, ${hash}, ${prefix}, ${sql.param([...new Set(body.allowed_origins)])}::text[], ${body.rate_limit_per_minute ?? 60})
         RETURNING ${COLUMNS}`)
     ).rows[0]!;
     return c.json({ ...present(row), key }, 201);

@@ -10,13 +10,20 @@ import { ApiError, createRouter, errorSchema, jsonContent, standardErrors, type 
 /** Tenant keys start with this, so a key's kind is known before any lookup (and leaks are greppable). */
 export const TENANT_KEY_PREFIX = 'clbt_';
 
-export function hashTenantKey(key: string): string {
+/** SHA-256 of a key, as stored: keys are 192 random bits, so no slow hash is needed. */
+export function hashApiKey(key: string): string {
   return createHash('sha256').update(key).digest('hex');
+}
+export const hashTenantKey = hashApiKey;
+
+/** A new key of a kind (`clbt_`, `clbp_`): 192 random bits, its hash and the prefix shown in listings. */
+export function newApiKey(kind: string, shown = 6): { key: string; hash: string; prefix: string } {
+  const key = `${kind}${randomBytes(24).toString('base64url')}`;
+  return { key, hash: hashApiKey(key), prefix: key.slice(0, kind.length + shown) };
 }
 
 export function newTenantKey(): { key: string; hash: string; prefix: string } {
-  const key = `${TENANT_KEY_PREFIX}${randomBytes(24).toString('base64url')}`;
-  return { key, hash: hashTenantKey(key), prefix: key.slice(0, TENANT_KEY_PREFIX.length + 6) };
+  return newApiKey(TENANT_KEY_PREFIX);
 }
 
 /**

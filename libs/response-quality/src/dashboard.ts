@@ -1,8 +1,7 @@
-import { chart, emptyState, rowCount, section, showCount, stats, table, type DashboardPage, type GatewayContext } from '@caliber/platform';
+import { chart, PALETTE, emptyState, rowCount, section, showCount, stats, table, type DashboardPage, type GatewayContext } from '@caliber/platform';
 import { sql } from 'drizzle-orm';
 import { html } from 'hono/html';
 
-const COLORS = ['#5b8def', '#e07a3f', '#3fa37a', '#9b59b6', '#d64545', '#2c3e50', '#c9a227', '#16a2b8', '#8e6c8a', '#4c9f38'];
 
 /** The latest error analysis (patterns, weekly trends, suggestions) and the most disliked responses. */
 export function responseQualityDashboard(ctx: GatewayContext): DashboardPage[] {
@@ -69,7 +68,7 @@ export function responseQualityDashboard(ctx: GatewayContext): DashboardPage[] {
                 ? html`<p>No categorised negative feedback in the analysed weeks.</p>`
                 : chart('error-trends', {
                     type: 'line',
-                    data: { labels: weeks, datasets: categories.map((cat, i) => ({ label: cat, data: weeks.map((w) => byKey.get(`${cat}|${w}`) ?? 0), borderColor: COLORS[i % COLORS.length] })) },
+                    data: { labels: weeks, datasets: categories.map((cat, i) => ({ label: cat, data: weeks.map((w) => byKey.get(`${cat}|${w}`) ?? 0), borderColor: PALETTE[i % PALETTE.length] })) },
                     options: { plugins: { legend: { position: 'bottom' } }, scales: { y: { beginAtZero: true, ticks: { precision: 0 } } } },
                   }, { height: 300, label: 'weekly error trends' }),
             )}
