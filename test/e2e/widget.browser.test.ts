@@ -49,11 +49,12 @@ beforeAll(async () => {
   await new Promise<void>((resolve) => host.listen(0, '127.0.0.1', resolve));
   hostPort = (host.address() as AddressInfo).port;
   // Allowed: the page at 127.0.0.1:<port>. The same server reached as localhost is another origin.
-  const issued = await t.h.request('POST', '/admin/publishable-keys', { json: { name: 'support chat', allowed_origins: [`http://127.0.0.1:${hostPort}`] } });
+  const issued = await t.h.request('POST', '/admin/publishable-keys', { json: { name: 'support chat', project: 'support-chat', allowed_origins: [`http://127.0.0.1:${hostPort}`] } });
   expect(issued.status).toBe(201);
   key = issued.body.key;
+  // The product's server records the answers it showed, in the project of the page's key.
   for (const id of ['w-thumbs', 'w-stars']) {
-    expect((await t.h.request('POST', `${R}/response`, { json: { response_id: id, model_id: 'support-bot', query: 'q', response: 'a' } })).status).toBe(201);
+    expect((await t.h.request('POST', `${R}/response`, { json: { response_id: id, model_id: 'support-bot', query: 'q', response: 'a', project: 'support-chat' } })).status).toBe(201);
   }
   if (existsSync(CHROMIUM)) browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
   await mkdir(join(ROOT, 'test-results'), { recursive: true });
@@ -76,9 +77,12 @@ describe.skipIf(!existsSync(CHROMIUM))('the feedback widget in a page of another
     await tab.locator('#w-thumbs').getByRole('button', { name: 'Not helpful' }).click();
     await expect.poll(() => status('w-thumbs').textContent()).toBe('Thanks for your feedback');
 
-    // Keyboard only: focus the first star, move right three times, press Enter.
-    await tab.locator('#w-stars').getByRole('radio', { name: '1 star' }).focus();
-    for (let i = 0; i < 3; i++) await tab.keyboard.press('ArrowRight');
+    // Keyboard only: into the group (one tab stop), move the choice (right, right, End, left: 4 stars), press Enter.
+    const starsWidget = tab.locator('#w-stars');
+    await starsWidget.getByRole('radio', { name: '1 star' }).focus();
+    for (const k of ['ArrowRight', 'ArrowRight', 'End', 'ArrowLeft']) await tab.keyboard.press(k);
+    await expect.poll(() => starsWidget.getByRole('radio', { name: '4 stars' }).getAttribute('aria-checked')).toBe('true');
+    await expect.poll(() => starsWidget.getByRole('radio', { checked: true }).evaluate((e) => e === e.getRootNode().activeElement)).toBe(true);
     await tab.keyboard.press('Enter');
     await expect.poll(() => status('w-stars').textContent()).toBe('Thanks for your feedback');
 

@@ -6,7 +6,7 @@ const R = '/api/analytics/response-quality';
 const ORIGIN = 'https://chat.example.com';
 
 async function issue(body: Record<string, unknown>) {
-  const res = await t.h.request('POST', '/admin/publishable-keys', { json: body });
+  const res = await t.h.request('POST', '/admin/publishable-keys', { json: { project: 'support-chat', ...body } });
   expect(res.status, res.text).toBe(201);
   return res.body as { id: number; key: string; prefix: string; allowed_origins: string[] };
 }
@@ -21,8 +21,13 @@ describe('publishable keys', () => {
     expect(list.find((k: { id: number }) => k.id === key.id)).toMatchObject({ prefix: key.key.slice(0, 12), allowed_origins: [ORIGIN], revoked_at: null });
     expect(JSON.stringify(list)).not.toContain(key.key);
     for (const allowed_origins of [[], ['https://chat.example.com/path'], ['ftp://x.example'], ['*']]) {
-      expect((await t.h.request('POST', '/admin/publishable-keys', { json: { name: 'x', allowed_origins } })).status).toBe(400);
+      expect((await t.h.request('POST', '/admin/publishable-keys', { json: { name: 'x', project: 'p', allowed_origins } })).status).toBe(400);
     }
+    // A key belongs to a project: without one, or with a malformed one, it is not issued.
+    for (const project of [undefined, '', 'Has Spaces', 'x'.repeat(65)]) {
+      expect((await t.h.request('POST', '/admin/publishable-keys', { json: { name: 'x', project, allowed_origins: [ORIGIN] } })).status).toBe(400);
+    }
+    expect(list.find((k: { id: number }) => k.id === key.id)).toMatchObject({ project: 'support-chat', model_ids: [], trust_corrections: false });
     const tenant = await t.h.createTenant('pk-tenant');
     expect((await t.h.request('POST', '/admin/publishable-keys', { key: tenant.key, json: { name: 'x', allowed_origins: [ORIGIN] } })).status).toBe(403);
   });
@@ -100,6 +105,8 @@ describe('publishable keys', () => {
     expect(res.text.length).toBeLessThan(20_000);
     const again = await t.h.request('GET', '/widget/caliber-feedback.js', { key: null, headers: { 'if-none-match': res.headers.get('etag')! } });
     expect(again.status).toBe(304);
+    expect(again.headers.get('cache-control')).toBe(res.headers.get('cache-control'));
+    expect(again.headers.get('etag')).toBe(res.headers.get('etag'));
   });
 
   it('send one small item per request: no batches, no big bodies', async () => {
@@ -109,6 +116,7 @@ describe('publishable keys', () => {
     expect(batch.body.error.message).toContain('one item per request');
     const big = await t.h.request('POST', `${R}/response`, { key, json: { ...response('b-3'), response: 'x'.repeat(40_000) }, headers: { origin: ORIGIN } });
     expect(big.status).toBe(413);
+    expect(big.headers.get('access-control-allow-origin')).toBe(ORIGIN); // the page can say why
     expect(await t.h.query(`SELECT 1 FROM llm_responses WHERE response_id LIKE 'b-%'`)).toEqual([]);
     // The admin key still sends batches.
     expect((await t.h.request('POST', `${R}/response`, { json: { items: [response('b-4'), response('b-5')] } })).status).toBe(201);
@@ -117,7 +125,97 @@ describe('publishable keys', () => {
   it('stop working once revoked', async () => {
     const { id, key } = await issue({ name: 'old', allowed_origins: [ORIGIN] });
     expect((await t.h.request('DELETE', `/admin/publishable-keys/${id}`)).body.revoked_at).not.toBeNull();
-    expect((await t.h.request('POST', `${R}/response`, { key, json: response('pk-3'), headers: { origin: ORIGIN } })).status).toBe(401);
+    const refused = await t.h.request('POST', `${R}/response`, { key, json: response('pk-3'), headers: { origin: ORIGIN } });
+    expect(refused.status).toBe(401);
     expect((await t.h.request('DELETE', '/admin/publishable-keys/999999')).status).toBe(404);
+    // Another key still lists the origin: the page may read why it was refused.
+    await issue({ name: 'current', allowed_origins: [ORIGIN] });
+    const readable = await t.h.request('POST', `${R}/response`, { key, json: response('pk-3'), headers: { origin: ORIGIN } });
+    expect(readable.status).toBe(401);
+    expect(readable.headers.get('access-control-allow-origin')).toBe(ORIGIN);
+    const elsewhere = await t.h.request('POST', `${R}/response`, { key, json: response('pk-3'), headers: { origin: 'https://evil.example' } });
+    expect(elsewhere.headers.get('access-control-allow-origin')).toBeNull();
+  });
+
+  it('write only into their project: feedback on its responses, models they may record', async () => {
+    const { key } = await issue({ name: 'scoped', allowed_origins: [ORIGIN], model_ids: ['support-bot'] });
+    const page = { key, headers: { origin: ORIGIN } };
+    // The server records three responses: one in the key's project, one in another, one in none.
+    const server = await t.h.request('POST', `${R}/response`, {
+      json: { items: [{ ...response('sc-mine'), project: 'support-chat' }, { ...response('sc-theirs'), project: 'billing' }, response('sc-none')] },
+    });
+    expect(server.status, server.text).toBe(201);
+    expect((await t.h.request('POST', `${R}/feedback`, { ...page, json: { response_id: 'sc-mine', type: 'thumbs', thumbs_up: true } })).status).toBe(201);
+    for (const id of ['sc-theirs', 'sc-none', 'sc-missing']) {
+      const res = await t.h.request('POST', `${R}/feedback`, { ...page, json: { response_id: id, type: 'thumbs', thumbs_up: false } });
+      expect(res.status, id).toBe(404); // as unknown as a response that does not exist
+      expect(res.body.error.code).toBe('not_found');
+    }
+    // It records into its own project only, and only the models it lists.
+    const recorded = await t.h.request('POST', `${R}/response`, { ...page, json: response('sc-page') });
+    expect(recorded.status).toBe(201);
+    const other = await t.h.request('POST', `${R}/response`, { ...page, json: { ...response('sc-page-2'), project: 'billing' } });
+    expect(other.status).toBe(403);
+    expect(other.body.error.message).toContain('support-chat');
+    const model = await t.h.request('POST', `${R}/response`, { ...page, json: { ...response('sc-page-3'), model_id: 'sales-bot' } });
+    expect(model.status).toBe(403);
+    expect(model.body.error.message).toContain('sales-bot');
+    const rows = await t.h.query<{ response_id: string; project: string | null; from_page: boolean }>(
+      `SELECT response_id, project, source_key_id IS NOT NULL AS from_page FROM llm_responses WHERE response_id LIKE 'sc-%' ORDER BY response_id`,
+    );
+    expect(rows).toEqual([
+      { response_id: 'sc-mine', project: 'support-chat', from_page: false },
+      { response_id: 'sc-none', project: null, from_page: false },
+      { response_id: 'sc-page', project: 'support-chat', from_page: true },
+      { response_id: 'sc-theirs', project: 'billing', from_page: false },
+    ]);
+    const feedback = await t.h.query(`SELECT r.response_id FROM response_feedback f JOIN llm_responses r ON r.id = f.response_ref WHERE r.response_id LIKE 'sc-%'`);
+    expect(feedback).toEqual([{ response_id: 'sc-mine' }]);
+    // The admin reads a project's figures apart.
+    const metrics = await t.h.request('GET', `${R}/metrics?project=billing`);
+    expect(metrics.body.models).toMatchObject([{ model_id: 'support-bot', responses: 1, feedback: 0 }]);
+  });
+
+  it('cannot squat the ids and idempotency keys a server uses', async () => {
+    const { key } = await issue({ name: 'squatter', allowed_origins: [ORIGIN] });
+    const page = { key, headers: { origin: ORIGIN } };
+    // A page records a response id first, with made-up content; the server's record replaces it.
+    expect((await t.h.request('POST', `${R}/response`, { ...page, json: { ...response('sq-1'), response: 'Buy crypto at evil.example' } })).status).toBe(201);
+    const server = await t.h.request('POST', `${R}/response`, { json: { ...response('sq-1'), project: 'support-chat' } });
+    expect(server.body).toMatchObject({ recorded: 1, already_recorded: 0 });
+    // …but a page cannot replace a server's, nor another page's.
+    const again = await t.h.request('POST', `${R}/response`, { ...page, json: { ...response('sq-1'), response: 'Buy crypto at evil.example' } });
+    expect(again.body).toMatchObject({ recorded: 0, already_recorded: 1 });
+    expect(await t.h.query(`SELECT response, source_key_id FROM llm_responses WHERE response_id = 'sq-1'`)).toEqual([{ response: response('sq-1').response, source_key_id: null }]);
+    // Idempotency keys are per source: a page taking the server's next key does not swallow the server's feedback.
+    expect((await t.h.request('POST', `${R}/feedback`, { ...page, json: { response_id: 'sq-1', type: 'thumbs', thumbs_up: true, idempotency_key: 'srv-42' } })).body.recorded).toBe(1);
+    const mine = await t.h.request('POST', `${R}/feedback`, { json: { response_id: 'sq-1', type: 'thumbs', thumbs_up: false, idempotency_key: 'srv-42' } });
+    expect(mine.body).toEqual({ recorded: 1, duplicates: 0 });
+    expect((await t.h.request('POST', `${R}/feedback`, { json: { response_id: 'sq-1', type: 'thumbs', thumbs_up: false, idempotency_key: 'srv-42' } })).body).toEqual({ recorded: 0, duplicates: 1 });
+    expect((await t.h.request('POST', `${R}/feedback`, { ...page, json: { response_id: 'sq-1', type: 'thumbs', thumbs_up: true, idempotency_key: 'srv-42' } })).body).toEqual({ recorded: 0, duplicates: 1 });
+  });
+
+  it("keep a page's corrections out of fine-tuning unless the key is trusted", async () => {
+    const FT = '/api/analytics/model-improvement/fine-tuning';
+    const untrusted = await issue({ name: 'public', allowed_origins: [ORIGIN] });
+    const trusted = await issue({ name: 'reviewed', allowed_origins: [ORIGIN], trust_corrections: true });
+    const model = 'widget-bot';
+    const correct = async (key: string, id: string) => {
+      const res = await t.h.request('POST', `${R}/response`, {
+        key,
+        headers: { origin: ORIGIN },
+        json: { response_id: id, model_id: model, query: `Question ${id}?`, response: 'Wrong.', feedback: { type: 'full', categories: ['factual_error'], correction: `Right answer to ${id}.` } },
+      });
+      expect(res.body, id).toMatchObject({ recorded: 1, feedback: 1 });
+    };
+    for (let i = 0; i < 3; i++) await correct(untrusted.key, `tc-u-${i}`);
+    const before = await t.h.request('POST', `${FT}/check`, { json: { model_id: model } });
+    expect(before.body.stats).toMatchObject({ examples: 0, new_corrections: 0, negative_feedback: 3 });
+    for (let i = 0; i < 2; i++) await correct(trusted.key, `tc-t-${i}`);
+    const after = await t.h.request('POST', `${FT}/check`, { json: { model_id: model } });
+    expect(after.body.stats).toMatchObject({ examples: 2, new_corrections: 2, negative_feedback: 5 });
+    // Every correction is kept and shown to people, whoever sent it.
+    const shown = await t.h.request('GET', `${R}/problematic?model_id=${model}`);
+    expect(shown.body.items.filter((i: { correction: string | null }) => i.correction)).toHaveLength(5);
   });
 });

@@ -68,18 +68,30 @@ export function createGateway(platform: PlatformContext, modules: DomainModule[]
   );
   // A browser asks before a cross-origin POST with a key; the preflight carries no key, so it is
   // allowed for an origin some active publishable key lists, and the request itself is checked.
+  const originListed = async (origin: string) =>
+    (await platform.pool.query('SELECT 1 FROM publishable_keys WHERE revoked_at IS NULL AND $1 = ANY(allowed_origins) LIMIT 1', [origin])).rows.length > 0;
+  const withPublishableKey = (c: { req: { header(name: string): string | undefined } }) => /^Bearer\s+clbp_/i.test(c.req.header('authorization') ?? '');
   app.use('*', async (c, next) => {
     const origin = c.req.header('origin');
     if (c.req.method === 'OPTIONS' && PUBLISHABLE_PATHS.has(c.req.path) && origin) {
       const vary = { vary: 'Origin, Access-Control-Request-Method, Access-Control-Request-Headers' };
-      const { rows } = await platform.pool.query('SELECT 1 FROM publishable_keys WHERE revoked_at IS NULL AND $1 = ANY(allowed_origins) LIMIT 1', [origin]);
-      return rows.length > 0 ? c.body(null, 204, { ...corsHeaders(origin), ...vary }) : c.body(null, 403, vary);
+      return (await originListed(origin)) ? c.body(null, 204, { ...corsHeaders(origin), ...vary }) : c.body(null, 403, vary);
     }
     return next();
   });
+  // Refusals made before the key is known (a revoked key's 401, a 413) still let a page of a listed
+  // origin read why, so the widget can say it rather than "network error".
+  app.use('*', async (c, next) => {
+    const origin = c.req.header('origin');
+    await next();
+    if (!origin || !PUBLISHABLE_PATHS.has(c.req.path) || !withPublishableKey(c) || (c.res.status !== 401 && c.res.status !== 413)) return;
+    if (c.res.headers.has('access-control-allow-origin') || !(await originListed(origin).catch(() => false))) return;
+    for (const [name, value] of Object.entries(corsHeaders(origin))) c.res.headers.set(name, value);
+    c.res.headers.append('vary', 'Origin');
+  });
   // A web page's feedback is small: a publishable key's body is limited to 32 KiB.
   const publishableBody = bodyLimit({ maxSize: PUBLISHABLE_MAX_BODY, onError: (c) => c.json(errorBody('payload_too_large', `A request with a publishable key is at most ${PUBLISHABLE_MAX_BODY} bytes`), 413) });
-  app.use('*', (c, next) => (PUBLISHABLE_PATHS.has(c.req.path) && /^Bearer\s+clbp_/i.test(c.req.header('authorization') ?? '') ? publishableBody(c, next) : next()));
+  app.use('*', (c, next) => (PUBLISHABLE_PATHS.has(c.req.path) && withPublishableKey(c) ? publishableBody(c, next) : next()));
   app.use('*', (c, next) => (isPublic(c.req.path) ? next() : auth(c, next)));
   // Postgres cannot store or compare NUL or broken UTF-16: refuse them in the URL for every route at
   // once (a query value reaching a WHERE clause would otherwise be a 500).

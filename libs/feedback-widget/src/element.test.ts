@@ -165,19 +165,34 @@ describe('<caliber-feedback>', () => {
     expect(calls).toHaveLength(0);
   });
 
-  it('stars: a labelled radio group moved through with the arrow keys', async () => {
+  it('stars: a radio group whose choice follows the arrow keys, Home and End, sent with Enter or a click', async () => {
     const node = mount({ variant: 'stars' });
     const group = $(node, '[role=radiogroup]');
     expect(group.getAttribute('aria-label')).toContain('1 to 5');
-    const stars = $$(node, '[role=radio]');
-    expect(stars.map((s) => s.getAttribute('aria-label'))).toEqual(['1 star', '2 stars', '3 stars', '4 stars', '5 stars']);
-    expect(stars.map((s) => s.getAttribute('tabindex'))).toEqual(['0', '-1', '-1', '-1', '-1']);
-    stars[0]!.dispatchEvent(new KeyboardEvent('keydown', { key: 'ArrowRight', bubbles: true }));
-    expect($$(node, '[role=radio]').map((s) => s.getAttribute('tabindex'))).toEqual(['-1', '0', '-1', '-1', '-1']);
-    stars[4]!.click();
+    expect(node.shadowRoot!.getElementById(group.getAttribute('aria-describedby')!)?.textContent).toContain('Enter sends');
+    const radios = () => $$(node, '[role=radio]');
+    const key = (k: string) => (node.shadowRoot!.activeElement as HTMLElement).dispatchEvent(new KeyboardEvent('keydown', { key: k, bubbles: true, cancelable: true }));
+    const checked = () => radios().map((s) => s.getAttribute('aria-checked') === 'true');
+    expect(radios().map((s) => s.getAttribute('aria-label'))).toEqual(['1 star', '2 stars', '3 stars', '4 stars', '5 stars']);
+    expect(radios().map((s) => s.getAttribute('tabindex'))).toEqual(['0', '-1', '-1', '-1', '-1']);
+    expect(checked()).toEqual([false, false, false, false, false]);
+    radios()[0]!.focus();
+    // [key, the star checked and focused after it]
+    const steps: [string, number][] = [['ArrowRight', 2], ['ArrowDown', 3], ['ArrowLeft', 2], ['ArrowUp', 1], ['ArrowUp', 5], ['ArrowRight', 1], ['End', 5], ['Home', 1], ['ArrowRight', 2], ['ArrowRight', 3], ['ArrowRight', 4]];
+    for (const [k, star] of steps) {
+      expect(key(k), k).toBe(false); // handled: the page does not scroll
+      expect(checked().indexOf(true) + 1, `${k} → ${star}`).toBe(star);
+      expect(radios()[star - 1]!.getAttribute('tabindex')).toBe('0');
+      expect(node.shadowRoot!.activeElement).toBe(radios()[star - 1]);
+    }
+    expect(calls).toHaveLength(0); // moving the choice sends nothing
+    expect(radios().map((s) => s.classList.contains('lit'))).toEqual([true, true, true, true, false]);
+    (node.shadowRoot!.activeElement as HTMLElement).click(); // what Enter or Space does on a button
     await settled(node);
-    expect(calls[0]!.body).toMatchObject({ type: 'stars', stars: 5 });
-    expect($$(node, '[role=radio]')[4]!.getAttribute('aria-checked')).toBe('true');
+    expect(calls).toHaveLength(1);
+    expect(calls[0]!.body).toMatchObject({ type: 'stars', stars: 4 });
+    expect(checked()).toEqual([false, false, false, true, false]);
+    expect(radios().every((s) => (s as HTMLButtonElement).disabled)).toBe(true);
   });
 
   it('full: the taxonomy as labelled checkboxes, a comment and a corrected answer', async () => {
@@ -186,6 +201,7 @@ describe('<caliber-feedback>', () => {
     expect(open.getAttribute('aria-expanded')).toBe('false');
     open.click();
     expect($(node, 'button').getAttribute('aria-expanded')).toBe('true');
+    expect(node.shadowRoot!.getElementById($(node, 'button').getAttribute('aria-controls')!)).toBe($(node, 'form'));
     const boxes = $$(node, 'input[type=checkbox]') as HTMLInputElement[];
     expect(boxes.map((b) => b.value)).toEqual(Object.keys(ERROR_CATEGORIES));
     boxes.find((b) => b.value === 'outdated_information')!.checked = true;

@@ -56,6 +56,8 @@ export class CaliberFeedbackElement extends Base {
   #detail = '';
   #chosen: Content | undefined;
   #formOpen = false;
+  /** The star the arrow keys have moved to, not yet sent. */
+  #starChoice = 0;
   /** The idempotency key of the feedback being sent, kept for every retry of it (automatic or by hand). */
   #pendingKey: string | undefined;
   /** Bumped when the element is given another response: late answers about the old one are ignored. */
@@ -94,6 +96,7 @@ export class CaliberFeedbackElement extends Base {
       this.#chosen = undefined;
       this.#pendingKey = undefined;
       this.#formOpen = false;
+      this.#starChoice = 0;
     }
     if (this.isConnected) this.#render();
   }
@@ -211,27 +214,27 @@ export class CaliberFeedbackElement extends Base {
         bar.append(b);
       }
     } else if (variant === 'stars') {
-      const chosen = this.#chosen?.type === 'stars' ? this.#chosen.stars : 0;
-      const group = el('div', { role: 'radiogroup', 'aria-label': 'Rate this answer from 1 to 5 stars', class: 'bar' });
+      // A radio group (WAI-ARIA): arrows, Home and End move the choice; Enter, Space or a click sends it.
+      const chosen = this.#chosen?.type === 'stars' ? this.#chosen.stars : this.#starChoice;
+      const group = el('div', { role: 'radiogroup', 'aria-label': 'Rate this answer from 1 to 5 stars', 'aria-describedby': 'stars-hint', class: 'bar' });
       for (let n = 1; n <= 5; n++) {
         const b = el('button', { type: 'button', role: 'radio', class: `star${n <= chosen ? ' lit' : ''}`, 'aria-checked': String(n === chosen), 'aria-label': `${n} star${n > 1 ? 's' : ''}`, tabindex: n === (chosen || 1) ? '0' : '-1', part: 'star' }, n <= chosen ? '★' : '☆');
         b.disabled = locked;
         b.addEventListener('click', () => void this.send({ type: 'stars', stars: n }));
         b.addEventListener('keydown', (e) => {
-          // Arrow keys move between the stars, as in any radio group.
-          const step = e.key === 'ArrowRight' || e.key === 'ArrowUp' ? 1 : e.key === 'ArrowLeft' || e.key === 'ArrowDown' ? -1 : 0;
-          if (!step) return;
+          const moves: Record<string, number> = { ArrowRight: n + 1, ArrowDown: n + 1, ArrowLeft: n - 1, ArrowUp: n - 1, Home: 1, End: 5 };
+          const to = moves[e.key];
+          if (to === undefined) return;
           e.preventDefault();
-          const buttons = [...group.querySelectorAll('button')];
-          const next = buttons[(n - 1 + step + 5) % 5];
-          buttons.forEach((x) => x.setAttribute('tabindex', x === next ? '0' : '-1'));
-          next?.focus();
+          this.#starChoice = ((to - 1 + 5) % 5) + 1;
+          this.#render();
+          this.#root.querySelectorAll<HTMLButtonElement>('button[role=radio]')[this.#starChoice - 1]?.focus();
         });
         group.append(b);
       }
-      bar.append(group);
+      bar.append(group, el('span', { id: 'stars-hint', class: 'sr' }, 'Arrow keys choose, Enter sends'));
     } else {
-      const toggle = el('button', { type: 'button', 'aria-expanded': String(this.#formOpen), part: 'open' }, this.#state === 'sent' ? 'Feedback sent' : 'Give feedback');
+      const toggle = el('button', { type: 'button', 'aria-expanded': String(this.#formOpen), 'aria-controls': 'feedback-form', part: 'open' }, this.#state === 'sent' ? 'Feedback sent' : 'Give feedback');
       toggle.disabled = sending || this.#state === 'sent';
       toggle.addEventListener('click', () => {
         this.#formOpen = !this.#formOpen;
@@ -264,7 +267,7 @@ export class CaliberFeedbackElement extends Base {
   }
 
   #form(sending: boolean): HTMLFormElement {
-    const form = el('form', { part: 'form', 'aria-label': 'Feedback on this answer' });
+    const form = el('form', { id: 'feedback-form', part: 'form', 'aria-label': 'Feedback on this answer' });
     const fieldset = el('fieldset', {});
     fieldset.append(el('legend', {}, 'What was wrong?'));
     for (const [name, description] of Object.entries(ERROR_CATEGORIES)) {

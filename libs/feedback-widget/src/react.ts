@@ -11,8 +11,8 @@ export interface CaliberFeedbackProps {
   /** The question and answer: with modelId, the response is recorded with the feedback. */
   query?: string;
   response?: string;
-  /** The Caliber gateway, e.g. https://caliber.example.com (default: where the script came from). */
-  endpoint?: string;
+  /** The Caliber gateway, e.g. https://caliber.example.com (a bundled app has no script origin to fall back on). */
+  endpoint: string;
   onStateChange?: (state: FeedbackState, detail: string) => void;
   className?: string;
 }

@@ -120,7 +120,7 @@ export async function computeFineTuneStats(
       corrected AS (
         SELECT DISTINCT ON (f.response_ref) r.model_id, r.query_key, f.correction_key, f.created_at
           FROM response_feedback f JOIN llm_responses r ON r.id = f.response_ref
-         WHERE f.correction IS NOT NULL AND r.model_id = ANY(${sql.param(models)}::text[]) AND f.created_at < ${now}
+         WHERE f.correction IS NOT NULL AND f.trusted AND r.model_id = ANY(${sql.param(models)}::text[]) AND f.created_at < ${now}
            AND EXISTS (SELECT 1 FROM response_feedback n WHERE n.response_ref = f.response_ref AND n.negative AND n.created_at < ${now})
          ORDER BY f.response_ref, f.created_at DESC, f.id DESC)
       SELECT c.model_id,

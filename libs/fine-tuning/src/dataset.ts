@@ -67,7 +67,8 @@ export const BLANK = `'d41d8cd98f00b204e9800998ecf8427e'`;
 
 /**
  * The examples of a model, deduplicated, in a fixed order: problematic responses (at least one
- * negative feedback) with their latest correction, both given before `cutoff` ($2). Two examples
+ * negative feedback) with their latest trusted correction (a server's, or a trusted publishable
+ * key's), both given before `cutoff` ($2). Two examples
  * whose query and correction differ only in whitespace are one (their `query_key`/`correction_key`,
 generated columns, match); an all-whitespace query or correction is left out. Ordered by a hash of the example,
  * which shuffles them (as training wants) yet gives the same file every time, so a rebuild on
@@ -77,7 +78,7 @@ const EXAMPLES_SQL = `
   WITH corrected AS (
     SELECT DISTINCT ON (f.response_ref) f.response_ref, f.correction, f.correction_key
       FROM response_feedback f JOIN llm_responses r ON r.id = f.response_ref
-     WHERE f.correction IS NOT NULL AND r.model_id = $1 AND f.created_at < $2
+     WHERE f.correction IS NOT NULL AND f.trusted AND r.model_id = $1 AND f.created_at < $2
        AND EXISTS (SELECT 1 FROM response_feedback n WHERE n.response_ref = f.response_ref AND n.negative AND n.created_at < $2)
      ORDER BY f.response_ref, f.created_at DESC, f.id DESC),
   examples AS (

@@ -158,7 +158,7 @@ export function gatewayAuth(opts: { apiKey: string | undefined; pool: pg.Pool; i
           c.header('Retry-After', String(limit.retryAfterS));
           return c.json(errorBody('rate_limited', `More than ${key.rateLimitPerMinute} requests a minute from this client with this key; retry in ${limit.retryAfterS} s`), 429);
         }
-        c.set('principal', { kind: 'publishable', keyId: key.id });
+        c.set('principal', { kind: 'publishable', keyId: key.id, project: key.project, modelIds: key.modelIds, trustCorrections: key.trustCorrections });
         return next();
       }
     }

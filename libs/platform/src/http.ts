@@ -6,7 +6,7 @@ import type { Logger } from './logger.ts';
 import { summarizeIssues, type Issue } from './util.ts';
 
 /** Who a request authenticated as: the admin key (or its session), or one tenant's key. */
-export type Principal = { kind: 'admin' } | { kind: 'tenant'; tenantId: string; keyId: number } | { kind: 'publishable'; keyId: number };
+export type Principal = { kind: 'admin' } | { kind: 'tenant'; tenantId: string; keyId: number } | { kind: 'publishable'; keyId: number; project: string; modelIds: string[]; trustCorrections: boolean };
 
 export interface AppEnv {
   Variables: {

@@ -22,7 +22,7 @@ export {
   type WaitOutcome,
 } from './job-responses.ts';
 export { clientIp, corsHeaders, gatewayAuth, loginRoutes, secretsEqual, type PublishableAccess } from './auth.ts';
-export { findPublishableKey, publishableKeyRoutes, rateLimit, PUBLISHABLE_KEY_PREFIX } from './publishable-keys.ts';
+export { findPublishableKey, projectSchema, publishableKeyRoutes, rateLimit, PUBLISHABLE_KEY_PREFIX } from './publishable-keys.ts';
 export {
   assertTenantExists,
   findTenantKey,

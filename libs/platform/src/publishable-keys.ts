@@ -12,16 +12,20 @@ export interface PublishableKey {
   id: number;
   allowedOrigins: string[];
   rateLimitPerMinute: number;
+  project: string;
+  modelIds: string[];
+  trustCorrections: boolean;
 }
 
-
 export async function findPublishableKey(pool: pg.Pool, key: string): Promise<PublishableKey | undefined> {
-  const { rows } = await pool.query<{ id: number; allowed_origins: string[]; rate_limit_per_minute: number }>(
-    'SELECT id, allowed_origins, rate_limit_per_minute FROM publishable_keys WHERE key_hash = $1 AND revoked_at IS NULL',
+  const { rows } = await pool.query<{ id: number; allowed_origins: string[]; rate_limit_per_minute: number; project: string; model_ids: string[]; trust_corrections: boolean }>(
+    'SELECT id, allowed_origins, rate_limit_per_minute, project, model_ids, trust_corrections FROM publishable_keys WHERE key_hash = $1 AND revoked_at IS NULL',
     [hashApiKey(key)],
   );
   const row = rows[0];
-  return row ? { id: Number(row.id), allowedOrigins: row.allowed_origins, rateLimitPerMinute: row.rate_limit_per_minute } : undefined;
+  return row
+    ? { id: Number(row.id), allowedOrigins: row.allowed_origins, rateLimitPerMinute: row.rate_limit_per_minute, project: row.project, modelIds: row.model_ids, trustCorrections: row.trust_corrections }
+    : undefined;
 }
 
 /**
@@ -49,6 +53,12 @@ const originSchema = z
     }
   }, 'must be an origin such as https://app.example.com (scheme, host, optional port; no path)');
 
+/** A product project's name, as responses and publishable keys carry it. */
+export const projectSchema = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'must be 1–64 of a-z, 0-9, ".", "_", "-", starting with a letter or digit')
+  .openapi({ description: 'The product project (e.g. `support-chat`)', example: 'support-chat' });
+
 const keySchema = z
   .object({
     id: z.number().int(),
@@ -56,6 +66,9 @@ const keySchema = z
     prefix: z.string(),
     allowed_origins: z.array(z.string()),
     rate_limit_per_minute: z.number().int(),
+    project: z.string(),
+    model_ids: z.array(z.string()),
+    trust_corrections: z.boolean(),
     created_at: z.string(),
     revoked_at: z.string().nullable(),
   })
@@ -66,7 +79,9 @@ const createRouteDef = createRoute({
   path: '/admin/publishable-keys',
   tags: ['publishable keys'],
   summary: 'Issue a publishable key for web pages (the feedback widget); the key is shown once',
-  description: 'It may only record responses and feedback (POST /api/analytics/response-quality/response and …/feedback), only from its allowed origins (CORS), within its rate limit per client IP; every other route refuses it with 403.',
+  description:
+    'It may only record responses and feedback (POST /api/analytics/response-quality/response and …/feedback), only from its allowed origins (CORS), within its rate limit per client IP; every other route refuses it with 403. ' +
+    'It records responses into its `project` (of its `model_ids`, if given) and gives feedback only on responses of that project. Its corrections train fine-tunes only with `trust_corrections`.',
   security: [{ bearer: [] }],
   request: {
     body: {
@@ -78,6 +93,9 @@ const createRouteDef = createRoute({
               name: z.string().trim().min(1).max(200),
               allowed_origins: z.array(originSchema).min(1).max(50),
               rate_limit_per_minute: z.number().int().min(1).max(100_000).optional(),
+              project: projectSchema,
+              model_ids: z.array(z.string().min(1).max(200).refine((m) => !m.includes('\u0000'), 'must not contain NUL characters')).max(100).optional().openapi({ description: 'The models whose responses it may record (default: any)' }),
+              trust_corrections: z.boolean().optional().openapi({ description: 'Let its corrected answers train fine-tunes (default false: they are stored and shown, not trained on)' }),
             })
             .strict(),
         },
@@ -106,9 +124,9 @@ const revokeRouteDef = createRoute({
   responses: { 200: jsonContent(keySchema, 'Revoked'), 404: jsonContent(errorSchema, 'No such key'), ...standardErrors },
 });
 
-type Row = { id: number; name: string; prefix: string; allowed_origins: string[]; rate_limit_per_minute: number; created_at: Date; revoked_at: Date | null };
+type Row = { id: number; name: string; prefix: string; allowed_origins: string[]; rate_limit_per_minute: number; project: string; model_ids: string[]; trust_corrections: boolean; created_at: Date; revoked_at: Date | null };
 const present = (r: Row) => ({ ...r, id: Number(r.id), created_at: new Date(r.created_at).toISOString(), revoked_at: r.revoked_at ? new Date(r.revoked_at).toISOString() : null });
-const COLUMNS = sql.raw('id, name, prefix, allowed_origins, rate_limit_per_minute, created_at, revoked_at');
+const COLUMNS = sql.raw('id, name, prefix, allowed_origins, rate_limit_per_minute, project, model_ids, trust_corrections, created_at, revoked_at');
 
 /** `/admin/publishable-keys`: issue, list and revoke (admin key only). */
 export function publishableKeyRoutes(ctx: { db: Database }) {
@@ -118,8 +136,9 @@ export function publishableKeyRoutes(ctx: { db: Database }) {
     const { key, hash, prefix } = newApiKey(PUBLISHABLE_KEY_PREFIX, 7);
     const row = (
       await ctx.db.execute<Row>(sql`
-        INSERT INTO publishable_keys (name, key_hash, prefix, allowed_origins, rate_limit_per_minute)
-        VALUES (${body.name}, ${hash}, ${prefix}, ${sql.param([...new Set(body.allowed_origins)])}::text[], ${body.rate_limit_per_minute ?? 60})
+        INSERT INTO publishable_keys (name, key_hash, prefix, allowed_origins, rate_limit_per_minute, project, model_ids, trust_corrections)
+        VALUES (${body.name}, ${hash}, ${prefix}, ${sql.param([...new Set(body.allowed_origins)])}::text[], ${body.rate_limit_per_minute ?? 60},
+                ${body.project}, ${sql.param([...new Set(body.model_ids ?? [])])}::text[], ${body.trust_corrections ?? false})
         RETURNING ${COLUMNS}`)
     ).rows[0]!;
     return c.json({ ...present(row), key }, 201);

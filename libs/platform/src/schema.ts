@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { bigserial, index, integer, jsonb, pgTable, text, timestamp, uuid } from 'drizzle-orm/pg-core';
+import { bigserial, boolean, index, integer, jsonb, pgTable, text, timestamp, uuid } from 'drizzle-orm/pg-core';
 
 /**
  * Completion events waiting to become BullMQ jobs. A row is written in the same transaction as the
@@ -69,6 +69,12 @@ export const publishableKeys = pgTable(
     allowedOrigins: text('allowed_origins').array().notNull(),
     /** Requests per minute per client IP. */
     rateLimitPerMinute: integer('rate_limit_per_minute').notNull().default(60),
+    /** The project its pages belong to: it records into it and gives feedback only on its responses. */
+    project: text('project').notNull(),
+    /** The models whose responses it may record (empty: any). */
+    modelIds: text('model_ids').array().notNull().default(sql`'{}'::text[]`),
+    /** Whether corrections it sends may train fine-tunes (a public key's are held back by default). */
+    trustCorrections: boolean('trust_corrections').notNull().default(false),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
     revokedAt: timestamp('revoked_at', { withTimezone: true }),
   },

@@ -1,4 +1,4 @@
-import { ApiError, type Database } from '@caliber/platform';
+import { ApiError, projectSchema, type Database } from '@caliber/platform';
 import { z } from '@hono/zod-openapi';
 import { sql } from 'drizzle-orm';
 import { classifyComment } from './classifier.ts';
@@ -56,6 +56,7 @@ export const responseSchema = z
       .record(z.string(), z.unknown())
       .refine((m) => !JSON.stringify(m).includes('\\u0000'), 'must not contain NUL characters')
       .optional(),
+    project: projectSchema.optional().openapi({ description: 'The product project it belongs to: publishable keys of that project (the feedback widget) may give feedback on it' }),
     feedback: feedbackContentSchema.optional(),
   })
   .strict()
@@ -74,7 +75,13 @@ export function isNegative(f: FeedbackContent): boolean {
   return f.categories.length > 0 || f.thumbs_up === false || (f.stars !== undefined && f.stars <= 2);
 }
 
-function feedbackRow(responseRef: number, f: FeedbackContent) {
+/**
+ * Who is writing: a server (admin key; `undefined`) or a web page's publishable key, which writes
+ * only into its project and whose corrections train nothing unless the key is trusted.
+ */
+export type FeedbackSource = { keyId: number; project: string; modelIds: string[]; trustCorrections: boolean } | undefined;
+
+function feedbackRow(responseRef: number, f: FeedbackContent, source: FeedbackSource) {
   return {
     response_ref: responseRef,
     type: f.type,
@@ -86,6 +93,8 @@ function feedbackRow(responseRef: number, f: FeedbackContent) {
     correction: f.type === 'full' ? (f.correction ?? null) : null,
     negative: isNegative(f),
     idempotency_key: f.idempotency_key ?? null,
+    source_key_id: source?.keyId ?? null,
+    trusted: source === undefined || source.trustCorrections,
   };
 }
 
@@ -94,13 +103,13 @@ type FeedbackRow = ReturnType<typeof feedbackRow>;
 async function insertFeedback(tx: Pick<Database, 'execute'>, rows: FeedbackRow[]): Promise<number> {
   if (rows.length === 0) return 0;
   const inserted = await tx.execute(sql`
-    INSERT INTO response_feedback (response_ref, type, thumbs_up, stars, categories, comment_categories, comment, correction, negative, idempotency_key)
+    INSERT INTO response_feedback (response_ref, type, thumbs_up, stars, categories, comment_categories, comment, correction, negative, idempotency_key, source_key_id, trusted)
     SELECT response_ref, type, thumbs_up, stars, ARRAY(SELECT jsonb_array_elements_text(categories)),
-           ARRAY(SELECT jsonb_array_elements_text(comment_categories)), comment, correction, negative, idempotency_key
+           ARRAY(SELECT jsonb_array_elements_text(comment_categories)), comment, correction, negative, idempotency_key, source_key_id, trusted
       FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS r(
         response_ref bigint, type text, thumbs_up boolean, stars smallint, categories jsonb, comment_categories jsonb, comment text,
-        correction text, negative boolean, idempotency_key text)
-    ON CONFLICT (idempotency_key) DO NOTHING
+        correction text, negative boolean, idempotency_key text, source_key_id bigint, trusted boolean)
+    ON CONFLICT (coalesce(source_key_id, 0), idempotency_key) DO NOTHING
     RETURNING id`);
   return inserted.rows.length;
 }
@@ -118,9 +127,16 @@ function duplicateKeys(items: { idempotency_key?: string }[]): string[] {
 
 /**
  * Stores responses (and any feedback sent with them) in one transaction: one multi-row insert
- * each. A response id already stored keeps its first version (`already_recorded`).
+ * each. A response id already stored keeps its first version (`already_recorded`), except that a
+ * server's record replaces one a web page made (a page cannot squat the ids a server will use).
  */
-export async function recordResponses(db: Database, items: LlmResponse[]): Promise<{ recorded: number; already_recorded: number; feedback: number }> {
+export async function recordResponses(db: Database, items: LlmResponse[], source?: FeedbackSource): Promise<{ recorded: number; already_recorded: number; feedback: number }> {
+  if (source) {
+    const elsewhere = items.find((r) => r.project !== undefined && r.project !== source.project);
+    if (elsewhere) throw new ApiError(403, 'forbidden', `This publishable key records into project ${source.project}, not ${elsewhere.project}`);
+    const model = items.find((r) => source.modelIds.length > 0 && !source.modelIds.includes(r.model_id));
+    if (model) throw new ApiError(403, 'forbidden', `This publishable key may not record responses of model ${model.model_id}`);
+  }
   const ids = items.map((r) => r.response_id);
   if (new Set(ids).size !== ids.length) throw new ApiError(400, 'invalid_request', 'The same response_id appears twice in one request');
   const withFeedback = items.filter((r) => r.feedback).map((r) => r.feedback!);
@@ -134,28 +150,35 @@ export async function recordResponses(db: Database, items: LlmResponse[]): Promi
       response: r.response,
       responded_at: r.timestamp === undefined ? null : typeof r.timestamp === 'number' ? new Date(r.timestamp).toISOString() : r.timestamp,
       metadata: r.metadata ?? {},
+      project: source ? source.project : (r.project ?? null),
+      source_key_id: source?.keyId ?? null,
     }));
     const inserted = await tx.execute<{ id: number; response_id: string }>(sql`
-      INSERT INTO llm_responses (response_id, model_id, query, response, responded_at, metadata)
-      SELECT response_id, model_id, query, response, coalesce(responded_at, now()), metadata
+      INSERT INTO llm_responses (response_id, model_id, query, response, responded_at, metadata, project, source_key_id)
+      SELECT response_id, model_id, query, response, coalesce(responded_at, now()), metadata, project, source_key_id
         FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
-             AS r(response_id text, model_id text, query text, response text, responded_at timestamptz, metadata jsonb)
-      ON CONFLICT (response_id) DO NOTHING
+             AS r(response_id text, model_id text, query text, response text, responded_at timestamptz, metadata jsonb, project text, source_key_id bigint)
+      ON CONFLICT (response_id) DO UPDATE
+        SET model_id = excluded.model_id, query = excluded.query, response = excluded.response, responded_at = excluded.responded_at,
+            metadata = excluded.metadata, project = excluded.project, source_key_id = NULL
+        WHERE llm_responses.source_key_id IS NOT NULL AND excluded.source_key_id IS NULL
       RETURNING id, response_id`);
     // Feedback sent with a response is stored with it, once: a response sent again (a client
     // retrying after a timeout) brings its feedback again, and that copy is not stored.
     const fresh = new Map(inserted.rows.map((r) => [r.response_id, r.id]));
     const feedback = await insertFeedback(
       tx,
-      items.filter((r) => r.feedback && fresh.has(r.response_id)).map((r) => feedbackRow(fresh.get(r.response_id)!, r.feedback!)),
+      items.filter((r) => r.feedback && fresh.has(r.response_id)).map((r) => feedbackRow(fresh.get(r.response_id)!, r.feedback!, source)),
     );
     return { recorded: inserted.rows.length, already_recorded: items.length - inserted.rows.length, feedback };
   });
 }
 
-async function responseRefs(tx: Pick<Database, 'execute'>, responseIds: string[]): Promise<Map<string, number>> {
+async function responseRefs(tx: Pick<Database, 'execute'>, responseIds: string[], source: FeedbackSource): Promise<Map<string, number>> {
+  // A publishable key sees only its project's responses: others are as unknown to it as missing ones.
   const found = await tx.execute<{ id: number; response_id: string }>(
-    sql`SELECT id, response_id FROM llm_responses WHERE response_id = ANY(${sql.param([...new Set(responseIds)])}::text[])`,
+    sql`SELECT id, response_id FROM llm_responses WHERE response_id = ANY(${sql.param([...new Set(responseIds)])}::text[])
+        ${source ? sql`AND project = ${source.project}` : sql``}`,
   );
   return new Map(found.rows.map((r) => [r.response_id, r.id]));
 }
@@ -164,11 +187,11 @@ async function responseRefs(tx: Pick<Database, 'execute'>, responseIds: string[]
  * Stores feedback, all or nothing: an unknown response id is a 404 naming it and nothing is
  * written. Feedback whose idempotency key is already stored is skipped (`duplicates`).
  */
-export async function recordFeedback(db: Database, items: Feedback[]): Promise<{ recorded: number; duplicates: number }> {
+export async function recordFeedback(db: Database, items: Feedback[], source?: FeedbackSource): Promise<{ recorded: number; duplicates: number }> {
   const repeated = duplicateKeys(items);
   if (repeated.length > 0) throw new ApiError(400, 'invalid_request', `idempotency_key repeated in one request: ${repeated.slice(0, 5).join(', ')}`);
   return db.transaction(async (tx) => {
-    const refs = await responseRefs(tx, items.map((f) => f.response_id));
+    const refs = await responseRefs(tx, items.map((f) => f.response_id), source);
     const unknown = [...new Set(items.map((f) => f.response_id).filter((r) => !refs.has(r)))];
     if (unknown.length > 0) {
       throw new ApiError(404, 'not_found', `Unknown response_id: ${unknown.slice(0, 10).join(', ')}${unknown.length > 10 ? ` and ${unknown.length - 10} more` : ''}`, {
@@ -177,7 +200,7 @@ export async function recordFeedback(db: Database, items: Feedback[]): Promise<{
     }
     const recorded = await insertFeedback(
       tx,
-      items.map(({ response_id, ...f }) => feedbackRow(refs.get(response_id)!, f as FeedbackContent)),
+      items.map(({ response_id, ...f }) => feedbackRow(refs.get(response_id)!, f as FeedbackContent, source)),
     );
     return { recorded, duplicates: items.length - recorded };
   });

@@ -1,8 +1,8 @@
-import { ApiError, createRouter, errorSchema, jobRunResponses, jsonContent, standardErrors, startJob, waitQuerySchema, type GatewayContext } from '@caliber/platform';
+import { ApiError, createRouter, type Principal, errorSchema, jobRunResponses, jsonContent, standardErrors, startJob, waitQuerySchema, type GatewayContext } from '@caliber/platform';
 import { analyzeErrorsJob } from './analyze-errors.ts';
 import { createRoute, z } from '@hono/zod-openapi';
 import { sql } from 'drizzle-orm';
-import { feedbackSchema, recordFeedback, recordResponses, responseSchema, singleOrBatch } from './feedback.ts';
+import { feedbackSchema, type FeedbackSource, recordFeedback, recordResponses, responseSchema, singleOrBatch } from './feedback.ts';
 import { ERROR_CATEGORIES } from './taxonomy.ts';
 
 const json = jsonContent;
@@ -43,6 +43,7 @@ const feedbackRoute = createRoute({
 
 const period = {
   model_id: z.string().min(1).max(200).optional(),
+  project: z.string().min(1).max(64).optional().openapi({ description: 'Only responses of this project' }),
   from: z.iso.datetime({ offset: true }).optional().openapi({ description: 'Responses shown at or after (ISO-8601)' }),
   to: z.iso.datetime({ offset: true }).optional().openapi({ description: 'Responses shown before (ISO-8601)' }),
 };
@@ -107,8 +108,9 @@ const problematicRoute = createRoute({
   },
 });
 
-function periodFilter(q: { model_id?: string; from?: string; to?: string }) {
+function periodFilter(q: { model_id?: string; project?: string; from?: string; to?: string }) {
   return sql`${q.model_id ? sql`AND r.model_id = ${q.model_id}` : sql``}
+             ${q.project ? sql`AND r.project = ${q.project}` : sql``}
              ${q.from ? sql`AND r.responded_at >= ${q.from}::timestamptz` : sql``}
              ${q.to ? sql`AND r.responded_at < ${q.to}::timestamptz` : sql``}`;
 }
@@ -116,21 +118,24 @@ function periodFilter(q: { model_id?: string; from?: string; to?: string }) {
 export function responseQualityRoutes(ctx: GatewayContext) {
   const app = createRouter();
 
-  // A publishable key (a web page) sends one item per request, so its rate limit counts items.
-  const onePerRequest = (c: { get(key: 'principal'): { kind: string } | undefined }, body: object) => {
-    if (c.get('principal')?.kind === 'publishable' && 'items' in body) throw new ApiError(400, 'invalid_request', 'A publishable key sends one item per request, not {"items":[…]}');
+  // A publishable key (a web page) writes as itself, into its project, one item per request (so
+  // its rate limit counts items).
+  const sourceOf = (principal: Principal | undefined, body: object): FeedbackSource => {
+    if (principal?.kind !== 'publishable') return undefined;
+    if ('items' in body) throw new ApiError(400, 'invalid_request', 'A publishable key sends one item per request, not {"items":[…]}');
+    return { keyId: principal.keyId, project: principal.project, modelIds: principal.modelIds, trustCorrections: principal.trustCorrections };
   };
 
   app.openapi(responseRoute, async (c) => {
     const body = c.req.valid('json');
-    onePerRequest(c, body);
-    return c.json(await recordResponses(ctx.db, 'items' in body ? body.items : [body]), 201);
+    const source = sourceOf(c.get('principal'), body);
+    return c.json(await recordResponses(ctx.db, 'items' in body ? body.items : [body], source), 201);
   });
 
   app.openapi(feedbackRoute, async (c) => {
     const body = c.req.valid('json');
-    onePerRequest(c, body);
-    return c.json(await recordFeedback(ctx.db, 'items' in body ? body.items : [body]), 201);
+    const source = sourceOf(c.get('principal'), body);
+    return c.json(await recordFeedback(ctx.db, 'items' in body ? body.items : [body], source), 201);
   });
 
   app.openapi(metricsRoute, async (c) => {

@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
-import { bigint, bigserial, boolean, doublePrecision, index, integer, jsonb, pgTable, serial, smallint, text, timestamp } from 'drizzle-orm/pg-core';
+import { publishableKeys } from '@caliber/platform/schema';
+import { bigint, bigserial, boolean, doublePrecision, index, integer, jsonb, pgTable, serial, smallint, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core';
 
 /** An LLM response a product showed, identified by the product's own id. */
 export const llmResponses = pgTable(
@@ -16,6 +17,10 @@ export const llmResponses = pgTable(
       .generatedAlwaysAs(sql`md5(btrim(regexp_replace(query, '\\s+', ' ', 'g')))`),
     respondedAt: timestamp('responded_at', { withTimezone: true }).notNull().defaultNow(),
     metadata: jsonb('metadata').notNull().default({}),
+    /** The product project it belongs to; a publishable key gives feedback only on its project's responses. */
+    project: text('project'),
+    /** The publishable key that recorded it (null: a server key). A server's record replaces a page's. */
+    sourceKeyId: bigint('source_key_id', { mode: 'number' }).references(() => publishableKeys.id),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
   },
   (t) => [index('llm_responses_model_time_idx').on(t.modelId, t.respondedAt)],
@@ -44,10 +49,16 @@ export const responseFeedback = pgTable(
     /** As `llm_responses.query_key`, for the correction (null without one). */
     correctionKey: text('correction_key').generatedAlwaysAs(sql`md5(btrim(regexp_replace(correction, '\\s+', ' ', 'g')))`),
     negative: boolean('negative').notNull(),
-    idempotencyKey: text('idempotency_key').unique(),
+    idempotencyKey: text('idempotency_key'),
+    /** The publishable key that sent it (null: a server key); idempotency keys are per source. */
+    sourceKeyId: bigint('source_key_id', { mode: 'number' }).references(() => publishableKeys.id),
+    /** Whether its correction may train fine-tunes: a server's always, a publishable key's if the key is trusted. */
+    trusted: boolean('trusted').notNull().default(true),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
   },
   (t) => [
+    // A web page cannot take (squat) the idempotency keys a server uses, nor another key's.
+    uniqueIndex('response_feedback_idempotency_idx').on(sql`coalesce(${t.sourceKeyId}, 0)`, t.idempotencyKey),
     index('response_feedback_response_idx').on(t.responseRef),
     index('response_feedback_created_idx').on(t.createdAt),
     // Fine-tuning datasets and criteria read the corrected responses, a small part of all feedback.

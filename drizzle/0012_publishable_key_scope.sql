@@ -1,0 +1,12 @@
+ALTER TABLE "response_feedback" DROP CONSTRAINT "response_feedback_idempotency_key_unique";--> statement-breakpoint
+ALTER TABLE "publishable_keys" ADD COLUMN "project" text DEFAULT 'default' NOT NULL;--> statement-breakpoint
+ALTER TABLE "publishable_keys" ALTER COLUMN "project" DROP DEFAULT;--> statement-breakpoint
+ALTER TABLE "publishable_keys" ADD COLUMN "model_ids" text[] DEFAULT '{}'::text[] NOT NULL;--> statement-breakpoint
+ALTER TABLE "publishable_keys" ADD COLUMN "trust_corrections" boolean DEFAULT false NOT NULL;--> statement-breakpoint
+ALTER TABLE "llm_responses" ADD COLUMN "project" text;--> statement-breakpoint
+ALTER TABLE "llm_responses" ADD COLUMN "source_key_id" bigint;--> statement-breakpoint
+ALTER TABLE "response_feedback" ADD COLUMN "source_key_id" bigint;--> statement-breakpoint
+ALTER TABLE "response_feedback" ADD COLUMN "trusted" boolean DEFAULT true NOT NULL;--> statement-breakpoint
+ALTER TABLE "llm_responses" ADD CONSTRAINT "llm_responses_source_key_id_publishable_keys_id_fk" FOREIGN KEY ("source_key_id") REFERENCES "public"."publishable_keys"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
+ALTER TABLE "response_feedback" ADD CONSTRAINT "response_feedback_source_key_id_publishable_keys_id_fk" FOREIGN KEY ("source_key_id") REFERENCES "public"."publishable_keys"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
+CREATE UNIQUE INDEX "response_feedback_idempotency_idx" ON "response_feedback" USING btree (coalesce("source_key_id", 0),"idempotency_key");
