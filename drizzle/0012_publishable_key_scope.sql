@@ -7,6 +7,8 @@ ALTER TABLE "llm_responses" ADD COLUMN "project" text;--> statement-breakpoint
 ALTER TABLE "llm_responses" ADD COLUMN "source_key_id" bigint;--> statement-breakpoint
 ALTER TABLE "response_feedback" ADD COLUMN "source_key_id" bigint;--> statement-breakpoint
 ALTER TABLE "response_feedback" ADD COLUMN "trusted" boolean DEFAULT true NOT NULL;--> statement-breakpoint
-ALTER TABLE "llm_responses" ADD CONSTRAINT "llm_responses_source_key_id_publishable_keys_id_fk" FOREIGN KEY ("source_key_id") REFERENCES "public"."publishable_keys"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
-ALTER TABLE "response_feedback" ADD CONSTRAINT "response_feedback_source_key_id_publishable_keys_id_fk" FOREIGN KEY ("source_key_id") REFERENCES "public"."publishable_keys"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
-CREATE UNIQUE INDEX "response_feedback_idempotency_idx" ON "response_feedback" USING btree (coalesce("source_key_id", 0),"idempotency_key");
+ALTER TABLE "llm_responses" ADD CONSTRAINT "llm_responses_source_key_id_publishable_keys_id_fk" FOREIGN KEY ("source_key_id") REFERENCES "public"."publishable_keys"("id") ON DELETE no action ON UPDATE no action NOT VALID;--> statement-breakpoint
+ALTER TABLE "response_feedback" ADD CONSTRAINT "response_feedback_source_key_id_publishable_keys_id_fk" FOREIGN KEY ("source_key_id") REFERENCES "public"."publishable_keys"("id") ON DELETE no action ON UPDATE no action NOT VALID;--> statement-breakpoint
+CREATE INDEX "llm_responses_source_key_idx" ON "llm_responses" USING btree ("source_key_id") WHERE "llm_responses"."source_key_id" IS NOT NULL;--> statement-breakpoint
+CREATE UNIQUE INDEX "response_feedback_idempotency_idx" ON "response_feedback" USING btree (coalesce("source_key_id", 0),"idempotency_key");--> statement-breakpoint
+CREATE INDEX "response_feedback_source_key_idx" ON "response_feedback" USING btree ("source_key_id") WHERE "response_feedback"."source_key_id" IS NOT NULL;

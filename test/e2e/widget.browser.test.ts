@@ -49,7 +49,7 @@ beforeAll(async () => {
   await new Promise<void>((resolve) => host.listen(0, '127.0.0.1', resolve));
   hostPort = (host.address() as AddressInfo).port;
   // Allowed: the page at 127.0.0.1:<port>. The same server reached as localhost is another origin.
-  const issued = await t.h.request('POST', '/admin/publishable-keys', { json: { name: 'support chat', project: 'support-chat', allowed_origins: [`http://127.0.0.1:${hostPort}`] } });
+  const issued = await t.h.request('POST', '/admin/publishable-keys', { json: { name: 'support chat', project: 'support-chat', model_ids: ['support-bot'], allowed_origins: [`http://127.0.0.1:${hostPort}`] } });
   expect(issued.status).toBe(201);
   key = issued.body.key;
   // The product's server records the answers it showed, in the project of the page's key.

@@ -83,7 +83,7 @@ describe('authentication on every route', () => {
 
   it('lets a publishable key record responses and feedback and refuses it everywhere else', async () => {
     const origin = 'https://widget.example';
-    const issued = await t.h.request('POST', '/admin/publishable-keys', { json: { name: 'auth-test', project: 'auth-test', allowed_origins: [origin] } });
+    const issued = await t.h.request('POST', '/admin/publishable-keys', { json: { name: 'auth-test', project: 'auth-test', model_ids: ['m'], allowed_origins: [origin] } });
     expect(issued.status).toBe(201);
     const publishable = new Set(['POST /api/analytics/response-quality/response', 'POST /api/analytics/response-quality/feedback']);
     const wrong: string[] = [];

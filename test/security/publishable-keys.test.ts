@@ -6,7 +6,7 @@ const R = '/api/analytics/response-quality';
 const ORIGIN = 'https://chat.example.com';
 
 async function issue(body: Record<string, unknown>) {
-  const res = await t.h.request('POST', '/admin/publishable-keys', { json: { project: 'support-chat', ...body } });
+  const res = await t.h.request('POST', '/admin/publishable-keys', { json: { project: 'support-chat', model_ids: ['support-bot', 'widget-bot'], ...body } });
   expect(res.status, res.text).toBe(201);
   return res.body as { id: number; key: string; prefix: string; allowed_origins: string[] };
 }
@@ -21,13 +21,17 @@ describe('publishable keys', () => {
     expect(list.find((k: { id: number }) => k.id === key.id)).toMatchObject({ prefix: key.key.slice(0, 12), allowed_origins: [ORIGIN], revoked_at: null });
     expect(JSON.stringify(list)).not.toContain(key.key);
     for (const allowed_origins of [[], ['https://chat.example.com/path'], ['ftp://x.example'], ['*']]) {
-      expect((await t.h.request('POST', '/admin/publishable-keys', { json: { name: 'x', project: 'p', allowed_origins } })).status).toBe(400);
+      expect((await t.h.request('POST', '/admin/publishable-keys', { json: { name: 'x', project: 'p', model_ids: ['m'], allowed_origins } })).status).toBe(400);
     }
     // A key belongs to a project: without one, or with a malformed one, it is not issued.
     for (const project of [undefined, '', 'Has Spaces', 'x'.repeat(65)]) {
-      expect((await t.h.request('POST', '/admin/publishable-keys', { json: { name: 'x', project, allowed_origins: [ORIGIN] } })).status).toBe(400);
+      expect((await t.h.request('POST', '/admin/publishable-keys', { json: { name: 'x', project, model_ids: ['m'], allowed_origins: [ORIGIN] } })).status).toBe(400);
     }
-    expect(list.find((k: { id: number }) => k.id === key.id)).toMatchObject({ project: 'support-chat', model_ids: [], trust_corrections: false });
+    // …and names the models its pages answer with.
+    for (const model_ids of [undefined, [], ['']]) {
+      expect((await t.h.request('POST', '/admin/publishable-keys', { json: { name: 'x', project: 'p', model_ids, allowed_origins: [ORIGIN] } })).status).toBe(400);
+    }
+    expect(list.find((k: { id: number }) => k.id === key.id)).toMatchObject({ project: 'support-chat', model_ids: ['support-bot', 'widget-bot'], trust_corrections: false });
     const tenant = await t.h.createTenant('pk-tenant');
     expect((await t.h.request('POST', '/admin/publishable-keys', { key: tenant.key, json: { name: 'x', allowed_origins: [ORIGIN] } })).status).toBe(403);
   });
@@ -187,12 +191,38 @@ describe('publishable keys', () => {
     const again = await t.h.request('POST', `${R}/response`, { ...page, json: { ...response('sq-1'), response: 'Buy crypto at evil.example' } });
     expect(again.body).toMatchObject({ recorded: 0, already_recorded: 1 });
     expect(await t.h.query(`SELECT response, source_key_id FROM llm_responses WHERE response_id = 'sq-1'`)).toEqual([{ response: response('sq-1').response, source_key_id: null }]);
+    // A page's made-up record is replaced with the feedback given on it: its votes and corrections
+    // do not move to the real answer, which the server may record in another project.
+    expect((await t.h.request('POST', `${R}/response`, { ...page, json: { ...response('sq-2'), response: 'Made up.', feedback: { type: 'full', categories: ['factual_error'], correction: 'Evil.', idempotency_key: 'p-1' } } })).body.feedback).toBe(1);
+    expect((await t.h.request('POST', `${R}/feedback`, { ...page, json: { response_id: 'sq-2', type: 'thumbs', thumbs_up: false } })).status).toBe(201);
+    expect((await t.h.request('POST', `${R}/response`, { json: { ...response('sq-2'), project: 'billing' } })).body).toMatchObject({ recorded: 1 });
+    expect(await t.h.query(`SELECT count(*)::int AS n FROM response_feedback f JOIN llm_responses r ON r.id = f.response_ref WHERE r.response_id = 'sq-2'`)).toEqual([{ n: 0 }]);
+    expect(await t.h.query(`SELECT project, response, source_key_id FROM llm_responses WHERE response_id = 'sq-2'`)).toEqual([{ project: 'billing', response: response('sq-2').response, source_key_id: null }]);
+    // A page's honest record (what the server then records too, in the same project) keeps its feedback.
+    expect((await t.h.request('POST', `${R}/response`, { ...page, json: { ...response('sq-3'), feedback: { type: 'thumbs', thumbs_up: true, idempotency_key: 'p-2' } } })).body.feedback).toBe(1);
+    expect((await t.h.request('POST', `${R}/response`, { json: { ...response('sq-3'), project: 'support-chat' } })).body).toMatchObject({ recorded: 1, already_recorded: 0 });
+    expect(await t.h.query(`SELECT f.thumbs_up, r.source_key_id FROM response_feedback f JOIN llm_responses r ON r.id = f.response_ref WHERE r.response_id = 'sq-3'`)).toEqual([{ thumbs_up: true, source_key_id: null }]);
     // Idempotency keys are per source: a page taking the server's next key does not swallow the server's feedback.
     expect((await t.h.request('POST', `${R}/feedback`, { ...page, json: { response_id: 'sq-1', type: 'thumbs', thumbs_up: true, idempotency_key: 'srv-42' } })).body.recorded).toBe(1);
     const mine = await t.h.request('POST', `${R}/feedback`, { json: { response_id: 'sq-1', type: 'thumbs', thumbs_up: false, idempotency_key: 'srv-42' } });
     expect(mine.body).toEqual({ recorded: 1, duplicates: 0 });
     expect((await t.h.request('POST', `${R}/feedback`, { json: { response_id: 'sq-1', type: 'thumbs', thumbs_up: false, idempotency_key: 'srv-42' } })).body).toEqual({ recorded: 0, duplicates: 1 });
     expect((await t.h.request('POST', `${R}/feedback`, { ...page, json: { response_id: 'sq-1', type: 'thumbs', thumbs_up: true, idempotency_key: 'srv-42' } })).body).toEqual({ recorded: 0, duplicates: 1 });
+  });
+
+  it('add feedback to an answer the server recorded first, once per idempotency key', async () => {
+    const { key } = await issue({ name: 'late', allowed_origins: [ORIGIN] });
+    expect((await t.h.request('POST', `${R}/response`, { json: { ...response('la-1'), project: 'support-chat' } })).status).toBe(201);
+    const widget = { ...response('la-1'), feedback: { type: 'thumbs', thumbs_up: false, idempotency_key: 'cf-1' } };
+    for (let i = 0; i < 2; i++) {
+      const res = await t.h.request('POST', `${R}/response`, { key, headers: { origin: ORIGIN }, json: widget });
+      expect(res.body).toMatchObject({ recorded: 0, already_recorded: 1, feedback: i === 0 ? 1 : 0 });
+    }
+    // Not on another project's answer, which stays as unknown to it as on /feedback.
+    expect((await t.h.request('POST', `${R}/response`, { json: { ...response('la-2'), project: 'billing' } })).status).toBe(201);
+    const elsewhere = await t.h.request('POST', `${R}/response`, { key, headers: { origin: ORIGIN }, json: { ...response('la-2'), feedback: { type: 'thumbs', thumbs_up: false, idempotency_key: 'cf-2' } } });
+    expect(elsewhere.body).toMatchObject({ feedback: 0 });
+    expect(await t.h.query(`SELECT r.response_id, count(*)::int AS n FROM response_feedback f JOIN llm_responses r ON r.id = f.response_ref WHERE r.response_id LIKE 'la-%' GROUP BY 1`)).toEqual([{ response_id: 'la-1', n: 1 }]);
   });
 
   it("keep a page's corrections out of fine-tuning unless the key is trusted", async () => {
@@ -216,6 +246,8 @@ describe('publishable keys', () => {
     expect(after.body.stats).toMatchObject({ examples: 2, new_corrections: 2, negative_feedback: 5 });
     // Every correction is kept and shown to people, whoever sent it.
     const shown = await t.h.request('GET', `${R}/problematic?model_id=${model}`);
-    expect(shown.body.items.filter((i: { correction: string | null }) => i.correction)).toHaveLength(5);
+    const corrected = shown.body.items.filter((i: { correction: string | null }) => i.correction);
+    expect(corrected).toHaveLength(5);
+    expect(corrected.filter((i: { correction_trusted: boolean }) => i.correction_trusted).map((i: { response_id: string }) => i.response_id).sort()).toEqual(['tc-t-0', 'tc-t-1']);
   });
 });

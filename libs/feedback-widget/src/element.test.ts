@@ -195,6 +195,27 @@ describe('<caliber-feedback>', () => {
     expect(radios().every((s) => (s as HTMLButtonElement).disabled)).toBe(true);
   });
 
+  it('stars: after a failed send the keys move the choice again, and Enter sends what is shown', async () => {
+    const node = mount({ variant: 'stars' });
+    answers = [400];
+    $$(node, '[role=radio]')[3]!.click();
+    await settled(node);
+    expect(node.state).toBe('failed');
+    const radios = () => $$(node, '[role=radio]');
+    expect(radios()[3]!.getAttribute('aria-checked')).toBe('true');
+    radios()[3]!.focus();
+    for (const k of ['ArrowRight', 'Home', 'ArrowRight']) (node.shadowRoot!.activeElement as HTMLElement).dispatchEvent(new KeyboardEvent('keydown', { key: k, bubbles: true, cancelable: true }));
+    expect(radios().map((r) => r.getAttribute('aria-checked') === 'true')).toEqual([false, true, false, false, false]);
+    expect(node.shadowRoot!.activeElement).toBe(radios()[1]);
+    // A browser shortcut is left to the browser.
+    const alt = new KeyboardEvent('keydown', { key: 'ArrowLeft', altKey: true, bubbles: true, cancelable: true });
+    expect(radios()[1]!.dispatchEvent(alt)).toBe(true);
+    expect(radios()[1]!.getAttribute('aria-checked')).toBe('true');
+    (node.shadowRoot!.activeElement as HTMLElement).click();
+    await settled(node);
+    expect(calls.at(-1)!.body).toMatchObject({ type: 'stars', stars: 2 });
+  });
+
   it('full: the taxonomy as labelled checkboxes, a comment and a corrected answer', async () => {
     const node = mount({ variant: 'full' });
     const open = $(node, 'button');

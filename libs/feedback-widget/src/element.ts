@@ -215,13 +215,19 @@ export class CaliberFeedbackElement extends Base {
       }
     } else if (variant === 'stars') {
       // A radio group (WAI-ARIA): arrows, Home and End move the choice; Enter, Space or a click sends it.
-      const chosen = this.#chosen?.type === 'stars' ? this.#chosen.stars : this.#starChoice;
+      // Once sent, the sent rating; before (and after a failure) the one the keys or a click chose.
+      const sentStars = this.#chosen?.type === 'stars' ? this.#chosen.stars : 0;
+      const chosen = this.#state === 'sent' || this.#state === 'sending' ? sentStars : this.#starChoice || sentStars;
       const group = el('div', { role: 'radiogroup', 'aria-label': 'Rate this answer from 1 to 5 stars', 'aria-describedby': 'stars-hint', class: 'bar' });
       for (let n = 1; n <= 5; n++) {
         const b = el('button', { type: 'button', role: 'radio', class: `star${n <= chosen ? ' lit' : ''}`, 'aria-checked': String(n === chosen), 'aria-label': `${n} star${n > 1 ? 's' : ''}`, tabindex: n === (chosen || 1) ? '0' : '-1', part: 'star' }, n <= chosen ? '★' : '☆');
         b.disabled = locked;
-        b.addEventListener('click', () => void this.send({ type: 'stars', stars: n }));
+        b.addEventListener('click', () => {
+          this.#starChoice = n;
+          void this.send({ type: 'stars', stars: n });
+        });
         b.addEventListener('keydown', (e) => {
+          if (e.altKey || e.ctrlKey || e.metaKey) return; // the browser's own shortcuts (Alt+Left is Back)
           const moves: Record<string, number> = { ArrowRight: n + 1, ArrowDown: n + 1, ArrowLeft: n - 1, ArrowUp: n - 1, Home: 1, End: 5 };
           const to = moves[e.key];
           if (to === undefined) return;

@@ -81,7 +81,7 @@ const createRouteDef = createRoute({
   summary: 'Issue a publishable key for web pages (the feedback widget); the key is shown once',
   description:
     'It may only record responses and feedback (POST /api/analytics/response-quality/response and …/feedback), only from its allowed origins (CORS), within its rate limit per client IP; every other route refuses it with 403. ' +
-    'It records responses into its `project` (of its `model_ids`, if given) and gives feedback only on responses of that project. Its corrections train fine-tunes only with `trust_corrections`.',
+    'It records responses of its `model_ids` into its `project` and gives feedback only on responses of that project. Its corrections train fine-tunes only with `trust_corrections`.',
   security: [{ bearer: [] }],
   request: {
     body: {
@@ -94,7 +94,11 @@ const createRouteDef = createRoute({
               allowed_origins: z.array(originSchema).min(1).max(50),
               rate_limit_per_minute: z.number().int().min(1).max(100_000).optional(),
               project: projectSchema,
-              model_ids: z.array(z.string().min(1).max(200).refine((m) => !m.includes('\u0000'), 'must not contain NUL characters')).max(100).optional().openapi({ description: 'The models whose responses it may record (default: any)' }),
+              model_ids: z
+                .array(z.string().min(1).max(200).refine((m) => !m.includes('\u0000'), 'must not contain NUL characters'))
+                .min(1)
+                .max(100)
+                .openapi({ description: 'The models whose responses its pages may record and rate' }),
               trust_corrections: z.boolean().optional().openapi({ description: 'Let its corrected answers train fine-tunes (default false: they are stored and shown, not trained on)' }),
             })
             .strict(),
@@ -138,7 +142,7 @@ export function publishableKeyRoutes(ctx: { db: Database }) {
       await ctx.db.execute<Row>(sql`
         INSERT INTO publishable_keys (name, key_hash, prefix, allowed_origins, rate_limit_per_minute, project, model_ids, trust_corrections)
         VALUES (${body.name}, ${hash}, ${prefix}, ${sql.param([...new Set(body.allowed_origins)])}::text[], ${body.rate_limit_per_minute ?? 60},
-                ${body.project}, ${sql.param([...new Set(body.model_ids ?? [])])}::text[], ${body.trust_corrections ?? false})
+                ${body.project}, ${sql.param([...new Set(body.model_ids)])}::text[], ${body.trust_corrections ?? false})
         RETURNING ${COLUMNS}`)
     ).rows[0]!;
     return c.json({ ...present(row), key }, 201);

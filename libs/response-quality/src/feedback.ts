@@ -128,7 +128,7 @@ function duplicateKeys(items: { idempotency_key?: string }[]): string[] {
 /**
  * Stores responses (and any feedback sent with them) in one transaction: one multi-row insert
  * each. A response id already stored keeps its first version (`already_recorded`), except that a
- * server's record replaces one a web page made (a page cannot squat the ids a server will use).
+ * server's record replaces one a web page made: a page cannot squat the ids a server will use.
  */
 export async function recordResponses(db: Database, items: LlmResponse[], source?: FeedbackSource): Promise<{ recorded: number; already_recorded: number; feedback: number }> {
   if (source) {
@@ -153,25 +153,53 @@ export async function recordResponses(db: Database, items: LlmResponse[], source
       project: source ? source.project : (r.project ?? null),
       source_key_id: source?.keyId ?? null,
     }));
+    const incoming = sql`jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
+      AS i(response_id text, model_id text, query text, response text, responded_at timestamptz, metadata jsonb, project text, source_key_id bigint)`;
+    const adopted = source ? [] : await adoptPageRecords(tx, incoming);
     const inserted = await tx.execute<{ id: number; response_id: string }>(sql`
       INSERT INTO llm_responses (response_id, model_id, query, response, responded_at, metadata, project, source_key_id)
-      SELECT response_id, model_id, query, response, coalesce(responded_at, now()), metadata, project, source_key_id
-        FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
-             AS r(response_id text, model_id text, query text, response text, responded_at timestamptz, metadata jsonb, project text, source_key_id bigint)
-      ON CONFLICT (response_id) DO UPDATE
-        SET model_id = excluded.model_id, query = excluded.query, response = excluded.response, responded_at = excluded.responded_at,
-            metadata = excluded.metadata, project = excluded.project, source_key_id = NULL
-        WHERE llm_responses.source_key_id IS NOT NULL AND excluded.source_key_id IS NULL
+      SELECT response_id, model_id, query, response, coalesce(responded_at, now()), metadata, project, source_key_id FROM ${incoming}
+      ON CONFLICT (response_id) DO NOTHING
       RETURNING id, response_id`);
-    // Feedback sent with a response is stored with it, once: a response sent again (a client
-    // retrying after a timeout) brings its feedback again, and that copy is not stored.
-    const fresh = new Map(inserted.rows.map((r) => [r.response_id, r.id]));
-    const feedback = await insertFeedback(
-      tx,
-      items.filter((r) => r.feedback && fresh.has(r.response_id)).map((r) => feedbackRow(fresh.get(r.response_id)!, r.feedback!, source)),
-    );
-    return { recorded: inserted.rows.length, already_recorded: items.length - inserted.rows.length, feedback };
+    const fresh = new Map([...inserted.rows, ...adopted].map((r) => [r.response_id, r.id]));
+    // Feedback sent with a response that was already stored (a client retrying after a timeout, or
+    // a widget after the server recorded the answer) is stored only with an idempotency key, which
+    // makes it once; without one it is taken for a retry's copy. A page's reaches only its project.
+    const repeatedWithKey = items.filter((r) => r.feedback?.idempotency_key && !fresh.has(r.response_id));
+    const existing = repeatedWithKey.length > 0 ? await responseRefs(tx, repeatedWithKey.map((r) => r.response_id), source) : new Map<string, number>();
+    const feedback = await insertFeedback(tx, [
+      ...items.filter((r) => r.feedback && fresh.has(r.response_id)).map((r) => feedbackRow(fresh.get(r.response_id)!, r.feedback!, source)),
+      ...repeatedWithKey.filter((r) => existing.has(r.response_id)).map((r) => feedbackRow(existing.get(r.response_id)!, r.feedback!, source)),
+    ]);
+    return { recorded: fresh.size, already_recorded: items.length - fresh.size, feedback };
   });
+}
+
+/**
+ * A server recording an id a web page recorded first takes it over. If the page's record says
+ * the same (project, model, query, response) it becomes the server's and keeps its feedback;
+ * otherwise it is deleted with the feedback given on it (a page's made-up answer must not lend
+ * its votes or corrections to the real one), and the server's is inserted afresh.
+ */
+async function adoptPageRecords(tx: Pick<Database, 'execute'>, incoming: ReturnType<typeof sql>): Promise<{ id: number; response_id: string }[]> {
+  const pageRows = await tx.execute<{ id: number; response_id: string; differs: boolean }>(sql`
+    SELECT l.id, l.response_id,
+           (l.project IS DISTINCT FROM i.project OR l.model_id <> i.model_id OR l.query <> i.query OR l.response <> i.response) AS differs
+      FROM llm_responses l JOIN ${incoming} ON i.response_id = l.response_id
+     WHERE l.source_key_id IS NOT NULL
+     ORDER BY l.id
+       FOR UPDATE OF l`);
+  if (pageRows.rows.length === 0) return [];
+  const replaced = pageRows.rows.filter((r) => r.differs).map((r) => r.id);
+  const same = pageRows.rows.filter((r) => !r.differs).map((r) => r.id);
+  if (replaced.length > 0) await tx.execute(sql`DELETE FROM llm_responses WHERE id = ANY(${sql.param(replaced)}::bigint[])`);
+  if (same.length === 0) return [];
+  const updated = await tx.execute<{ id: number; response_id: string }>(sql`
+    UPDATE llm_responses l SET source_key_id = NULL, metadata = i.metadata, responded_at = coalesce(i.responded_at, l.responded_at)
+      FROM ${incoming}
+     WHERE l.id = ANY(${sql.param(same)}::bigint[]) AND i.response_id = l.response_id
+    RETURNING l.id, l.response_id`);
+  return updated.rows.map((r) => ({ id: Number(r.id), response_id: r.response_id }));
 }
 
 async function responseRefs(tx: Pick<Database, 'execute'>, responseIds: string[], source: FeedbackSource): Promise<Map<string, number>> {

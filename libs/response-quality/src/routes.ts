@@ -98,6 +98,7 @@ const problematicRoute = createRoute({
             categories: z.array(z.string()),
             comments: z.array(z.string()),
             correction: z.string().nullable(),
+            correction_trusted: z.boolean().nullable().openapi({ description: "Whether that correction may train fine-tunes (false: a web page's, held back)" }),
           }),
         ),
         next_cursor: z.string().nullable(),
@@ -181,14 +182,16 @@ export function responseQualityRoutes(ctx: GatewayContext) {
       categories: string[];
       comments: string[];
       correction: string | null;
+      correction_trusted: boolean | null;
     }>(sql`
-      SELECT r.id, r.response_id, r.model_id, r.query, r.response, r.responded_at, s.negative_feedback, s.feedback, s.categories, s.comments, s.correction
+      SELECT r.id, r.response_id, r.model_id, r.query, r.response, r.responded_at, s.negative_feedback, s.feedback, s.categories, s.comments, s.correction, s.correction_trusted
         FROM llm_responses r
         JOIN LATERAL (
           SELECT count(*) FILTER (WHERE f.negative)::int AS negative_feedback, count(*)::int AS feedback,
                  ARRAY(SELECT DISTINCT c FROM response_feedback g, unnest(g.categories) AS c WHERE g.response_ref = r.id ORDER BY c) AS categories,
                  coalesce(array_agg(DISTINCT f.comment) FILTER (WHERE f.comment IS NOT NULL AND f.negative), '{}') AS comments,
-                 (array_agg(f.correction ORDER BY f.id DESC) FILTER (WHERE f.correction IS NOT NULL))[1] AS correction
+                 (array_agg(f.correction ORDER BY f.id DESC) FILTER (WHERE f.correction IS NOT NULL))[1] AS correction,
+                 (array_agg(f.trusted ORDER BY f.id DESC) FILTER (WHERE f.correction IS NOT NULL))[1] AS correction_trusted
             FROM response_feedback f
            WHERE f.response_ref = r.id) s ON s.negative_feedback > 0
        WHERE true ${periodFilter(q)}

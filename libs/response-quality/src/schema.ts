@@ -23,7 +23,13 @@ export const llmResponses = pgTable(
     sourceKeyId: bigint('source_key_id', { mode: 'number' }).references(() => publishableKeys.id),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
   },
-  (t) => [index('llm_responses_model_time_idx').on(t.modelId, t.respondedAt)],
+  (t) => [
+    index('llm_responses_model_time_idx').on(t.modelId, t.respondedAt),
+    // What a publishable key wrote, to find and remove if the key was abused.
+    index('llm_responses_source_key_idx')
+      .on(t.sourceKeyId)
+      .where(sql`${t.sourceKeyId} IS NOT NULL`),
+  ],
 );
 
 /**
@@ -60,6 +66,9 @@ export const responseFeedback = pgTable(
     // A web page cannot take (squat) the idempotency keys a server uses, nor another key's.
     uniqueIndex('response_feedback_idempotency_idx').on(sql`coalesce(${t.sourceKeyId}, 0)`, t.idempotencyKey),
     index('response_feedback_response_idx').on(t.responseRef),
+    index('response_feedback_source_key_idx')
+      .on(t.sourceKeyId)
+      .where(sql`${t.sourceKeyId} IS NOT NULL`),
     index('response_feedback_created_idx').on(t.createdAt),
     // Fine-tuning datasets and criteria read the corrected responses, a small part of all feedback.
     index('response_feedback_corrections_idx')
