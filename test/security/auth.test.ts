@@ -55,7 +55,7 @@ describe('authentication on every route', () => {
     const a = await t.h.createTenant('auth-a');
     const b = await t.h.createTenant('auth-b');
     const all = routes();
-    const tenantRoutes = all.filter((r) => /^\/(confidence|metrics\/performance)(\/|$)/.test(r.path));
+    const tenantRoutes = all.filter((r) => /^\/(confidence|metrics\/performance|mcp)(\/|$)/.test(r.path));
     const adminRoutes = all.filter((r) => !tenantRoutes.includes(r));
     expect(tenantRoutes.length).toBeGreaterThan(5);
     const wrong: string[] = [];

@@ -67,9 +67,12 @@ describe('fuzzing every route', () => {
       const before = await footprint();
       let accepted = false;
       for (const input of [...MALFORMED_BODIES, ...randomBodies]) {
-        const res = await t.h.request(op.method, fill(op.path), { body: input.body, headers: { 'content-type': input.type ?? 'application/json' } });
+        // MCP speaks JSON-RPC: its refusals are JSON-RPC errors, as its clients expect.
+        const mcp = op.path === '/mcp';
+        const res = await t.h.request(op.method, fill(op.path), { body: input.body, headers: { 'content-type': input.type ?? 'application/json', ...(mcp ? { accept: 'application/json, text/event-stream' } : {}) } });
+        const shaped = mcp ? res.body?.jsonrpc === '2.0' && typeof res.body.error?.code === 'number' : typeof res.body?.error?.code === 'string';
         if (res.status >= 500) problems.push(`${op.method} ${op.path} with ${input.label}: ${res.status} ${res.text.slice(0, 200)}`);
-        else if (res.status >= 400 && typeof res.body?.error?.code !== 'string') problems.push(`${op.method} ${op.path} with ${input.label}: ${res.status} without the error shape`);
+        else if (res.status >= 400 && !shaped) problems.push(`${op.method} ${op.path} with ${input.label}: ${res.status} without the error shape`);
         else if (res.status < 400) {
           // A random JSON value may happen to be valid; the malformed inputs never are.
           if (input.label !== 'random JSON') problems.push(`${op.method} ${op.path} accepted ${input.label}: ${res.status}`);

@@ -20,6 +20,7 @@ import {
   type PlatformContext,
 } from '@caliber/platform';
 import { widgetRoutes } from '@caliber/feedback-widget/server';
+import { buildTools, mcpRoutes, type Tool } from '@caliber/mcp';
 import { bodyLimit } from 'hono/body-limit';
 import { requestId } from 'hono/request-id';
 
@@ -41,7 +42,9 @@ export function createGateway(platform: PlatformContext, modules: DomainModule[]
   const metrics = createGatewayMetrics({ queues: platform.queues, redis: platform.redis, config: platform.config });
   const schedules = modules.flatMap((m) => m.schedules?.(platform.config) ?? []);
   const tenantRouters = modules.flatMap((m) => m.tenantRoutes?.(ctx) ?? []);
-  const isTenantPath = tenantPathMatcher(tenantRouters.flatMap((r) => r.routes.map((route) => route.path)));
+  const isTenantRoute = tenantPathMatcher(tenantRouters.flatMap((r) => r.routes.map((route) => route.path)));
+  // A tenant key may speak MCP too: its session offers only the tenant tools.
+  const isTenantPath = (path: string) => path === '/mcp' || isTenantRoute(path);
   const auth = gatewayAuth({
     apiKey: platform.config.CALIBER_API_KEY,
     pool: platform.pool,
@@ -125,6 +128,9 @@ export function createGateway(platform: PlatformContext, modules: DomainModule[]
     if (routes) app.route('/', routes);
   }
   for (const routes of tenantRouters) app.route('/', routes);
+  // Agents' door: each MCP tool is one of the routes above, called in process as the caller.
+  let tools: Tool[] = [];
+  app.route('/', mcpRoutes({ tools: () => tools, fetch: (request, env) => app.fetch(request, env) }));
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
   app.doc31('/openapi.json', {
@@ -133,6 +139,8 @@ export function createGateway(platform: PlatformContext, modules: DomainModule[]
   });
   app.onError(onError);
   app.notFound(onNotFound);
+  // Built once every route is registered; a tool naming a route that does not exist fails here, at start.
+  tools = buildTools(app.openAPIRegistry.definitions);
 
   return { app, ctx, close: () => waiter.close() };
 }

@@ -1,17 +1,11 @@
 import { serve } from '@hono/node-server';
-import { confidenceModule } from '@caliber/confidence';
-import { modelSelectionModule } from '@caliber/model-selection';
-import { notificationsModule } from '@caliber/notifications';
-import { headCalibrationModule } from '@caliber/head-calibration';
-import { modelCatalogModule } from '@caliber/model-catalog';
-import { fineTuningModule } from '@caliber/fine-tuning';
-import { responseQualityModule } from '@caliber/response-quality';
 import { createPlatform, loadPlatformConfig, onShutdownSignal, redactUrl, runMain } from '@caliber/platform';
 import { createGateway } from './app.ts';
+import { gatewayModules } from './modules.ts';
 
 runMain(async () => {
   const config = loadPlatformConfig();
-  const modules = [headCalibrationModule(), modelCatalogModule(), responseQualityModule(), fineTuningModule(), confidenceModule(), modelSelectionModule(), notificationsModule()];
+  const modules = gatewayModules();
   const platform = createPlatform(config, { name: 'gateway' });
   const gateway = createGateway(platform, modules);
   const server = serve({ fetch: gateway.app.fetch, port: config.PORT });
