@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -259,9 +260,15 @@ describe.each<Transport>(['http', 'stdio'])('Caliber over MCP (%s)', (transport)
     expect(docs).not.toContain('calibration_run');
   });
 
-  it('refuses a wrong key, and an unknown tool', async () => {
+  it('refuses a wrong key, an unknown tool, and arguments that would reach another route', async () => {
     await expect(connect(transport, 'wrong-key-0123456789abcdef')).rejects.toThrow();
     await expect(admin.callTool({ name: 'drop_database', arguments: {} })).rejects.toThrow(/Unknown tool/);
+    // "/admin/jobs/../queues" would be Bull Board: a path argument is one segment of its route, or refused.
+    expect(await fails(admin, 'job_status', { queue: '..', id: 'queues' })).toMatchObject({ code: 'invalid_request' });
+    expect(await fails(admin, 'model_mapping_set', { name: '.', aa_slug: 'x' })).toMatchObject({ code: 'invalid_request' });
+    // Only tenant tools take tenant_id, and only a UUID (no header smuggling).
+    expect(await fails(admin, 'retag_status', { tenant_id: tenantB.id })).toMatchObject({ code: 'invalid_request', message: expect.stringContaining('tenant_id') });
+    expect(await fails(admin, 'confidence_calibration', { tenant_id: `${tenantB.id}\r\nx-evil: 1` })).toMatchObject({ code: 'invalid_request' });
   });
 });
 
@@ -277,5 +284,30 @@ describe('POST /mcp', () => {
     expect(res.body.result.serverInfo.name).toBe('caliber');
     expect(res.headers.get('mcp-session-id')).toBeNull();
     expect((await t.h.request('GET', '/mcp', { headers })).status).toBe(405);
+    // One message per request: a batch could fan out into many jobs.
+    const batch = await t.h.request('POST', '/mcp', { json: [init, { ...init, id: 2 }], headers });
+    expect(batch.status).toBe(400);
+    expect(batch.body).toMatchObject({ jsonrpc: '2.0', error: { code: -32600 } });
+  });
+});
+
+describe('apps/mcp on stdio', () => {
+  it('answers every request a client wrote before closing stdin', async () => {
+    const child = spawn(process.execPath, [join(ROOT, 'apps/mcp/bin/caliber-mcp.js')], { env: { ...process.env, ...t.env.env, ...ENV, LOG_LEVEL: 'warn' }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+    const messages = [
+      { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'pipe', version: '1' } } },
+      { jsonrpc: '2.0', method: 'notifications/initialized' },
+      { jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'model_mapping_coverage', arguments: {} } },
+      { jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'calibration_history', arguments: { limit: 1 } } },
+      { jsonrpc: '2.0', id: 4, method: 'resources/list' },
+    ];
+    child.stdin.end(messages.map((m) => JSON.stringify(m)).join('\n') + '\n');
+    expect(await exited).toBe(0);
+    const answers = out.trim().split('\n').map((l) => JSON.parse(l));
+    expect(answers.map((a) => a.id).sort()).toEqual([1, 2, 3, 4]);
+    expect(answers.find((a) => a.id === 2).result.structuredContent).toHaveProperty('total');
   });
 });

@@ -13,7 +13,7 @@ import type { Tool } from './tools.ts';
 export function mcpRoutes(opts: { tools: () => Tool[]; fetch: (request: Request, env: unknown) => Response | Promise<Response> }) {
   const app = createRouter();
   // Documented here, handled below as plain routes: the transport reads the body itself.
-  const message = z.record(z.string(), z.unknown()).openapi({ description: 'A JSON-RPC 2.0 message (or a batch) of the Model Context Protocol' });
+  const messageSchema = z.record(z.string(), z.unknown()).openapi({ description: 'One JSON-RPC 2.0 message of the Model Context Protocol' });
   app.openAPIRegistry.registerPath({
     method: 'post',
     path: '/mcp',
@@ -21,8 +21,8 @@ export function mcpRoutes(opts: { tools: () => Tool[]; fetch: (request: Request,
     summary: 'Model Context Protocol over Streamable HTTP (stateless, JSON answers): Caliber\'s tools for agents',
     description: 'Each tool calls one API route as the caller. The admin key gets every tool; a tenant key gets the tenant tools. Send `Accept: application/json, text/event-stream`.',
     security: [{ bearer: [] }],
-    request: { body: { required: true, content: { 'application/json': { schema: z.union([message, z.array(message)]) } } } },
-    responses: { 200: jsonContent(message, 'The JSON-RPC answer'), 202: { description: 'A notification, accepted' }, ...standardErrors },
+    request: { body: { required: true, content: { 'application/json': { schema: messageSchema } } } },
+    responses: { 200: jsonContent(messageSchema, 'The JSON-RPC answer'), 202: { description: 'A notification, accepted' }, ...standardErrors },
   });
   for (const method of ['get', 'delete'] as const) {
     app.openAPIRegistry.registerPath({
@@ -47,9 +47,18 @@ export function mcpRoutes(opts: { tools: () => Tool[]; fetch: (request: Request,
     const call = gatewayCaller({ fetch: (request) => opts.fetch(request, c.env), origin: new URL(c.req.url).origin, headers, mayNameTenant: principal.kind === 'admin' });
     const server = createCaliberMcpServer({ tools: opts.tools(), principal: principal.kind, call });
     const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
+    // One message per request: the protocol (2025-06-18) has no batches, and one POST must not
+    // fan out into a hundred jobs.
+    let message: unknown;
+    try {
+      message = await c.req.json();
+    } catch {
+      return c.json({ jsonrpc: '2.0', error: { code: -32700, message: 'Parse error: the body is not JSON' }, id: null }, 400);
+    }
+    if (Array.isArray(message)) return c.json({ jsonrpc: '2.0', error: { code: -32600, message: 'Send one JSON-RPC message per request (no batches)' }, id: null }, 400);
     await server.connect(transport);
     try {
-      return await transport.handleRequest(c.req.raw);
+      return await transport.handleRequest(c.req.raw, { parsedBody: message });
     } finally {
       await server.close();
     }

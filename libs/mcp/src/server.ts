@@ -22,11 +22,16 @@ const REFERENCE_PREFIX = 'caliber://calibration/references/';
 /** JSON-RPC's code for a resource that does not exist (MCP specification). */
 const RESOURCE_NOT_FOUND = -32002;
 
-const INSTRUCTIONS =
-  'Caliber calibrates model heads, re-tags libraries, maps and ranks models, analyses feedback and fine-tunes. ' +
-  'Each tool is one Caliber API route, called with your key; errors carry the API\'s codes (invalid_request, not_found, forbidden, …). ' +
-  'Tools that start long work return a job id at once: poll it with job_status (or the status tool the result names). ' +
-  `${DOCS_URI} describes every tool.`;
+function instructions(principal: McpPrincipal): string {
+  return [
+    principal === 'admin'
+      ? 'Caliber calibrates model heads, re-tags libraries, maps and ranks models, analyses feedback and fine-tunes.'
+      : "Caliber's confidence calibration for your tenant: reliability of your models' confidence scores, and temperature fits.",
+    "Each tool is one Caliber API route, called with your key; errors carry the API's codes (invalid_request, not_found, forbidden, …).",
+    'Tools that start long work return at once with `poll`: the tool and arguments that follow the job.',
+    `${DOCS_URI} describes every tool you may use.`,
+  ].join(' ');
+}
 
 function tenantMayUse(tool: Tool): boolean {
   return tool.spec.tenant === true;
@@ -51,8 +56,8 @@ function toolError(code: string, message: string): CallToolResult {
 }
 
 /** The tools document (`caliber://docs/tools`): each tool, the route it calls and its arguments. */
-export function toolsMarkdown(tools: Tool[]): string {
-  const lines = ['# Caliber MCP tools', '', INSTRUCTIONS, ''];
+export function toolsMarkdown(tools: Tool[], principal: McpPrincipal = 'admin'): string {
+  const lines = ['# Caliber MCP tools', '', instructions(principal), ''];
   for (const tool of tools) {
     const schema = inputJsonSchema(tool) as { properties?: Record<string, { type?: string; description?: string; enum?: unknown[] }>; required?: string[] };
     lines.push(`## \`${tool.spec.name}\` — ${tool.spec.title}`, '', tool.description, '', `Calls \`${tool.method} ${tool.path}\`${tool.spec.tenant ? ' (a tenant route: tenant keys may use it)' : ' (admin key)'}.`, '');
@@ -80,7 +85,7 @@ export function createCaliberMcpServer(opts: { tools: Tool[]; principal: McpPrin
   const allowed = opts.principal === 'admin' ? opts.tools : opts.tools.filter(tenantMayUse);
   const byName = new Map(allowed.map((t) => [t.spec.name, t]));
   const known = new Set(opts.tools.map((t) => t.spec.name));
-  const server = new Server({ name: 'caliber', title: 'Caliber', version: opts.version ?? '0.1.0' }, { capabilities: { tools: {}, resources: {} }, instructions: INSTRUCTIONS });
+  const server = new Server({ name: 'caliber', title: 'Caliber', version: opts.version ?? '0.1.0' }, { capabilities: { tools: {}, resources: {} }, instructions: instructions(opts.principal) });
 
   server.setRequestHandler(ListToolsRequestSchema, async () => ({
     tools: allowed.map((t) => ({
@@ -120,7 +125,9 @@ export function createCaliberMcpServer(opts: { tools: Tool[]; principal: McpPrin
   server.setRequestHandler(ListResourcesRequestSchema, async () => {
     const docs = { uri: DOCS_URI, name: 'tools', title: 'Caliber MCP tools', description: 'Every tool, the API route it calls and its arguments', mimeType: 'text/markdown' };
     if (opts.principal !== 'admin') return { resources: [docs] };
-    const heads = (await references()).map((r) => ({
+    // The docs stay listed even when the references cannot be read.
+    const items = await references().catch(() => []);
+    const heads = items.map((r) => ({
       uri: `${REFERENCE_PREFIX}${encodeURIComponent(r.model_name)}/${encodeURIComponent(r.head_name)}`,
       name: `${r.model_name}/${r.head_name}`,
       title: `Reference calibration of ${r.model_name}/${r.head_name} (v${r.version})`,
@@ -138,7 +145,7 @@ export function createCaliberMcpServer(opts: { tools: Tool[]; principal: McpPrin
 
   server.setRequestHandler(ReadResourceRequestSchema, async (request) => {
     const uri = request.params.uri;
-    if (uri === DOCS_URI) return { contents: [{ uri, mimeType: 'text/markdown', text: toolsMarkdown(allowed) }] };
+    if (uri === DOCS_URI) return { contents: [{ uri, mimeType: 'text/markdown', text: toolsMarkdown(allowed, opts.principal) }] };
     if (uri.startsWith(REFERENCE_PREFIX) && opts.principal === 'admin') {
       const parts = uri.slice(REFERENCE_PREFIX.length).split('/');
       if (parts.length === 2) {

@@ -1,3 +1,4 @@
+import { summarizeIssues } from '@caliber/platform';
 import { z } from '@hono/zod-openapi';
 import { TOOL_SPECS, WAIT_PARAMETERS, type ToolSpec } from './catalogue.ts';
 
@@ -64,17 +65,25 @@ export function buildTools(definitions: readonly unknown[], specs: ToolSpec[] = 
       else if (bodySchema instanceof z.ZodObject) body = bodySchema.shape as Record<string, z.ZodType>;
       else throw new Error(`MCP tool ${spec.name}: ${spec.route} takes a body that is not one object; give it a bodyArgument`);
     }
+    const parts = [Object.keys(params), Object.keys(query), Object.keys(body)].flat();
+    const clash = parts.find((k, i) => parts.indexOf(k) !== i);
+    if (clash) throw new Error(`MCP tool ${spec.name}: argument ${clash} is in two of the route's path, query and body`);
     const shape: Record<string, z.ZodType> = { ...params, ...query, ...body };
     if (spec.tenant) {
       shape[TENANT_ARGUMENT] = z.uuid().optional().describe('With the admin key: the tenant whose data to use (a tenant key always uses its own)');
     }
-    const description = [route.summary, route.description, spec.note].filter(Boolean).join(' ');
+    const waits = Object.keys(route.request?.query?.shape ?? {}).some((k) => WAIT_PARAMETERS.has(k));
+    const description = [route.summary, route.description, spec.note, waits ? 'The tool never waits (no wait or timeout argument): it returns at once.' : undefined]
+      .filter((t): t is string => Boolean(t))
+      .map((t) => (/[.!?)]$/.test(t.trim()) ? t.trim() : `${t.trim()}.`))
+      .join(' ');
     return {
       spec,
       method: route.method.toUpperCase(),
       path: route.path,
       description,
-      input: z.object(shape),
+      // Strict: an argument the route does not take is refused, as the schema shown says.
+      input: z.object(shape).strict(),
       pathKeys: Object.keys(params),
       queryKeys: Object.keys(query),
       bodyKeys: Object.keys(body),
@@ -103,10 +112,15 @@ export interface ApiRequest {
  * the API's own 400); here only the path must be complete.
  */
 export function toApiRequest(tool: Tool, args: Record<string, unknown>): ApiRequest | { error: string } {
+  // Checked against the schema tools/list shows (the route checks again, with the same schemas).
+  const checked = tool.input.safeParse(args);
+  if (!checked.success) return { error: summarizeIssues(checked.error.issues) };
   let path = tool.path;
   for (const key of tool.pathKeys) {
     const value = args[key];
     if (value === undefined || value === null || value === '') return { error: `${key} is required` };
+    // A dot segment would be resolved away and the call would reach another route.
+    if (String(value) === '.' || String(value) === '..') return { error: `${key} must not be "." or ".."` };
     path = path.replace(`{${key}}`, encodeURIComponent(String(value)));
   }
   const query = new URLSearchParams();
@@ -115,12 +129,12 @@ export function toApiRequest(tool: Tool, args: Record<string, unknown>): ApiRequ
     if (value === undefined || value === null) continue;
     for (const v of Array.isArray(value) ? value : [value]) query.append(key, typeof v === 'object' ? JSON.stringify(v) : String(v));
   }
-  const known = new Set([...tool.pathKeys, ...tool.queryKeys, ...tool.bodyKeys, TENANT_ARGUMENT]);
+  const known = new Set([...tool.pathKeys, ...tool.queryKeys, ...tool.bodyKeys, ...(tool.spec.tenant ? [TENANT_ARGUMENT] : [])]);
   const unknown = Object.keys(args).filter((k) => !known.has(k));
   if (unknown.length > 0) return { error: `unknown argument${unknown.length > 1 ? 's' : ''}: ${unknown.join(', ')}` };
   let body: unknown;
   if (tool.spec.bodyArgument) body = args[tool.spec.bodyArgument];
   else if (tool.bodyKeys.length > 0) body = Object.fromEntries(tool.bodyKeys.filter((k) => args[k] !== undefined).map((k) => [k, args[k]]));
-  const tenantId = typeof args[TENANT_ARGUMENT] === 'string' ? (args[TENANT_ARGUMENT] as string) : undefined;
+  const tenantId = tool.spec.tenant && typeof args[TENANT_ARGUMENT] === 'string' ? (args[TENANT_ARGUMENT] as string) : undefined;
   return { method: tool.method, path, query, body, tenantId };
 }
