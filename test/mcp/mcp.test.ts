@@ -68,14 +68,14 @@ async function fails(client: Client, name: string, args: Record<string, unknown>
   return res.structuredContent.error as { code: string; message: string };
 }
 
-async function pollJob(client: Client, poll: { tool: string; arguments: Record<string, unknown> }) {
+async function pollJob(client: Client, poll: { name: string; arguments: Record<string, unknown> }) {
   return waitFor(
     async () => {
-      const job = await ok(client, poll.tool, poll.arguments);
+      const job = await ok(client, poll.name, poll.arguments);
       if (job.state === 'failed') throw new Error(`job failed: ${job.failedReason}`);
       return job.state === 'completed' ? job : undefined;
     },
-    { what: `${poll.tool} to say completed`, timeoutMs: 30_000 },
+    { what: `${poll.name} to say completed`, timeoutMs: 30_000 },
   );
 }
 
@@ -145,7 +145,7 @@ describe.each<Transport>(['http', 'stdio'])('Caliber over MCP (%s)', (transport)
 
   it('starts a calibration run, polls its job, and reads the history and the new reference', async () => {
     const started = await ok(admin, 'calibration_run');
-    expect(started).toMatchObject({ jobId: expect.any(String), queue: 'calibrate', poll: { tool: 'job_status', arguments: { queue: 'calibrate', id: started.jobId } } });
+    expect(started).toMatchObject({ jobId: expect.any(String), queue: 'calibrate', poll: { name: 'job_status', arguments: { queue: 'calibrate', id: started.jobId } } });
     const job = await pollJob(admin, started.poll);
     expect(job.result.calibration.heads[MOOD]).toMatchObject({ model_name: 'effnet', head_name: 'mood_happy' });
     const version = job.result.calibration.version as number;
@@ -168,11 +168,15 @@ describe.each<Transport>(['http', 'stdio'])('Caliber over MCP (%s)', (transport)
   });
 
   it('re-tags the library and reports progress', async () => {
-    const since = Date.now() - 1000;
+    // The backlog before (the other transport's, if it ran first) must be over; ours is the next one.
+    const before = await waitFor(async () => {
+      const status = await ok(admin, 'retag_status');
+      return status.state === 'idle' ? status : undefined;
+    }, { what: 'an earlier retag backlog to finish', timeoutMs: 30_000 });
     await ok(admin, 'retag_start');
     const done = await waitFor(async () => {
       const status = await ok(admin, 'retag_status');
-      return status.state === 'idle' && Date.parse(status.started_at) >= since ? status : undefined;
+      return status.state === 'idle' && status.started_at !== before.started_at ? status : undefined;
     }, { what: 'the retag backlog to finish', timeoutMs: 30_000 });
     expect(done).toMatchObject({ total: 400, done: 400, failed: 0 });
   });
@@ -218,8 +222,8 @@ describe.each<Transport>(['http', 'stdio'])('Caliber over MCP (%s)', (transport)
     expect(job).toMatchObject({ id: expect.any(String), status: 'pending' });
     // Started: credits reserved and the job queued (no fine-tune worker runs here, so it waits there).
     const started = await ok(admin, 'fine_tuning_start', { job_id: job.id });
-    expect(started).toMatchObject({ job: { id: job.id }, queue: 'fine-tune', poll: { tool: 'fine_tuning_status', arguments: { job_id: job.id } } });
-    expect((await ok(admin, started.poll.tool, started.poll.arguments)).job).toMatchObject({ id: job.id });
+    expect(started).toMatchObject({ job: { id: job.id }, queue: 'fine-tune', poll: { name: 'fine_tuning_status', arguments: { job_id: job.id } } });
+    expect((await ok(admin, started.poll.name, started.poll.arguments)).job).toMatchObject({ id: job.id });
     // Started again (an agent retrying): the same job, credits reserved once.
     expect((await ok(admin, 'fine_tuning_start', { job_id: job.id })).job).toMatchObject({ id: job.id, credits_reserved: started.job.credits_reserved, queue_job: started.job.queue_job });
     expect((await ok(admin, 'fine_tuning_cancel', { job_id: job.id })).job.status).toBe('cancelled');
@@ -234,7 +238,7 @@ describe.each<Transport>(['http', 'stdio'])('Caliber over MCP (%s)', (transport)
     expect(JSON.stringify(report)).toContain('tenant-b-secret-model');
     expect(await fails(admin, 'confidence_calibration', {})).toMatchObject({ code: 'tenant_required' });
     const fit = await ok(admin, 'confidence_calibrate', { tenant_id: tenantB.id });
-    expect(fit.poll).toEqual({ tool: 'confidence_job_status', arguments: { id: fit.jobId } });
+    expect(fit.poll).toEqual({ name: 'confidence_job_status', arguments: { id: fit.jobId } });
     // The job belongs to tenant B: read back in B's name.
     const done = await waitFor(async () => {
       const job = await ok(admin, 'confidence_job_status', { ...fit.poll.arguments, tenant_id: tenantB.id });

@@ -108,6 +108,10 @@ function digest(text: string): string {
 
 type Progress = Pick<PlatformContext, 'config' | 'redis'>;
 
+function enqueueingKey(platform: Pick<PlatformContext, 'config'>): string {
+  return `${backlogKey(platform)}:enqueueing`;
+}
+
 function backlogKey(platform: Pick<PlatformContext, 'config'>): string {
   return `${queuePrefix(platform.config, 'retag-file')}:retag-file:caliber-backlog`;
 }
@@ -157,13 +161,13 @@ export type RetagStatus = z.infer<typeof retagStatusSchema>;
 
 export async function retagStatus(platform: Pick<PlatformContext, 'queues' | 'redis' | 'config'>): Promise<RetagStatus> {
   const queue = platform.queues.connected(retagFileJob.queue);
-  const [jobs, backlog] = await Promise.all([pendingJobs(queue), platform.redis.hgetall(backlogKey(platform))]);
+  const [jobs, backlog, enqueueing] = await Promise.all([pendingJobs(queue), platform.redis.hgetall(backlogKey(platform)), platform.redis.exists(enqueueingKey(platform))]);
   const startedAt = backlog.started_at ? Number(backlog.started_at) : null;
   const total = Number(backlog.total_files ?? 0);
   const done = Number(backlog.done_files ?? 0);
   const failed = Number(backlog.failed_files ?? 0);
   const remaining = Math.max(0, total - done - failed);
-  const running = jobs.pending > 0;
+  const running = jobs.pending > 0 || enqueueing > 0;
   const elapsed = startedAt ? (Date.now() - startedAt) / 1000 : 0;
   const rate = running && elapsed > 0 && done + failed > 0 ? (done + failed) / elapsed : null;
   return {
@@ -225,37 +229,44 @@ export async function enqueueRetagBacklog(
     const { pending } = await pendingJobs(queue);
     if (pending <= (opts.fromJob ? 1 : 0)) {
       // Nothing else queued: this call starts a new backlog, and progress is counted from zero.
+      // Marked as being enqueued until the totals are in: a status read in between must not call a
+      // backlog that is starting "idle, 0 files" (it expires, should this process die meanwhile).
       await platform.redis
         .multi()
         .del(backlogKey(platform))
         .hset(backlogKey(platform), { started_at: Date.now(), total_files: 0, done_files: 0, failed_files: 0 })
+        .set(enqueueingKey(platform), '1', 'PX', 120_000)
         .exec();
     }
 
     const result: RetagEnqueueResult = { enqueued: 0, already_queued: 0, jobs: 0 };
-    for (let start = 0; start < ranges.rows.length; start += config.RETAG_ENQUEUE_CHUNK) {
-      const chunk = ranges.rows.slice(start, start + config.RETAG_ENQUEUE_CHUNK);
-      const added = await queue.addBulk(
-        chunk.map(({ k, files }) => ({
-          name: retagFileJob.name,
-          data: retagFileJob.schema.parse({ first_id: k * size + 1, last_id: (k + 1) * size, files, heads }),
-          opts: {
-            jobId: `${call}-${k}`,
-            deduplication: { id: `${size}-${k}-${refs}${scope}` },
-            removeOnComplete: { count: config.RETAG_KEEP_COMPLETED },
-          },
-        })),
-      );
-      let files = 0;
-      added.forEach((job, i) => {
-        const range = chunk[i]!;
-        if (job.id === `${call}-${range.k}`) {
-          result.enqueued += range.files;
-          result.jobs++;
-          files += range.files;
-        } else result.already_queued += range.files;
-      });
-      if (files > 0) await platform.redis.hincrby(backlogKey(platform), 'total_files', files);
+    try {
+      for (let start = 0; start < ranges.rows.length; start += config.RETAG_ENQUEUE_CHUNK) {
+        const chunk = ranges.rows.slice(start, start + config.RETAG_ENQUEUE_CHUNK);
+        const added = await queue.addBulk(
+          chunk.map(({ k, files }) => ({
+            name: retagFileJob.name,
+            data: retagFileJob.schema.parse({ first_id: k * size + 1, last_id: (k + 1) * size, files, heads }),
+            opts: {
+              jobId: `${call}-${k}`,
+              deduplication: { id: `${size}-${k}-${refs}${scope}` },
+              removeOnComplete: { count: config.RETAG_KEEP_COMPLETED },
+            },
+          })),
+        );
+        let files = 0;
+        added.forEach((job, i) => {
+          const range = chunk[i]!;
+          if (job.id === `${call}-${range.k}`) {
+            result.enqueued += range.files;
+            result.jobs++;
+            files += range.files;
+          } else result.already_queued += range.files;
+        });
+        if (files > 0) await platform.redis.hincrby(backlogKey(platform), 'total_files', files);
+      }
+    } finally {
+      await platform.redis.del(enqueueingKey(platform));
     }
     return result;
   });

@@ -16,11 +16,11 @@ export interface ToolSpec {
   bodyArgument?: string;
   /** What the agent should know beyond the route's own summary. */
   note?: string;
-  /** For a route that answers 202 with a queued job: the call that follows it. */
-  poll?: (accepted: Record<string, unknown>) => { tool: string; arguments: Record<string, unknown> };
+  /** For a route that answers 202 with a queued job: the call that follows it (tools/call params). */
+  poll?: (accepted: Record<string, unknown>) => { name: string; arguments: Record<string, unknown> };
 }
 
-const jobStatus = (a: Record<string, unknown>) => ({ tool: 'job_status', arguments: { queue: a.queue, id: a.jobId } });
+const jobStatus = (a: Record<string, unknown>) => ({ name: 'job_status', arguments: { queue: a.queue, id: a.jobId } });
 
 const RQ = '/api/analytics/response-quality';
 const MI = '/api/analytics/model-improvement';
@@ -43,11 +43,11 @@ export const TOOL_SPECS: ToolSpec[] = [
   { name: 'analyze_errors', title: 'Run the error analysis now', route: `POST ${MI}/analyze`, poll: jobStatus, note: POLL },
   { name: 'fine_tuning_check', title: 'Should a model be fine-tuned?', route: `POST ${FT}/check` },
   { name: 'fine_tuning_create', title: 'Create a fine-tuning job', route: `POST ${FT}/jobs`, note: 'Creates the job (status pending); start it with fine_tuning_start.' },
-  { name: 'fine_tuning_start', title: 'Start a fine-tuning job', route: `POST ${FT}/jobs/{job_id}/start`, poll: (a) => ({ tool: 'fine_tuning_status', arguments: { job_id: (a.job as { id?: unknown } | undefined)?.id } }), note: 'Returns once the start is queued; follow it with fine_tuning_status.' },
+  { name: 'fine_tuning_start', title: 'Start a fine-tuning job', route: `POST ${FT}/jobs/{job_id}/start`, poll: (a) => ({ name: 'fine_tuning_status', arguments: { job_id: (a.job as { id?: unknown } | undefined)?.id } }), note: 'Returns once the start is queued; follow it with fine_tuning_status.' },
   { name: 'fine_tuning_cancel', title: 'Cancel a fine-tuning job', route: `POST ${FT}/jobs/{job_id}/cancel` },
   { name: 'fine_tuning_status', title: 'A fine-tuning job', route: `GET ${FT}/jobs/{job_id}` },
   { name: 'confidence_calibration', title: 'Confidence calibration of a model', route: 'GET /confidence/calibration', tenant: true },
-  { name: 'confidence_calibrate', title: 'Fit a confidence temperature', route: 'POST /confidence/calibrate', tenant: true, poll: (a) => ({ tool: 'confidence_job_status', arguments: { id: a.jobId } }), note: 'Returns at once with the job id; poll it with confidence_job_status.' },
+  { name: 'confidence_calibrate', title: 'Fit a confidence temperature', route: 'POST /confidence/calibrate', tenant: true, poll: (a) => ({ name: 'confidence_job_status', arguments: { id: a.jobId } }), note: 'Returns at once with the job id; poll it with confidence_job_status.' },
   { name: 'confidence_job_status', title: 'A confidence calibration job', route: 'GET /confidence/jobs/{id}', tenant: true },
 ];
 
