@@ -48,7 +48,12 @@ async function connect(transport: Transport, key: string): Promise<Client> {
   return client;
 }
 
+/** Tools called through each transport: every one of the catalogue must be. */
+const called = new Map<Client, Set<string>>();
+
 async function call(client: Client, name: string, args: Record<string, unknown> = {}) {
+  if (!called.has(client)) called.set(client, new Set());
+  called.get(client)!.add(name);
   return (await client.callTool({ name, arguments: args })) as CallToolResult & { structuredContent?: any };
 }
 
@@ -262,6 +267,11 @@ describe.each<Transport>(['http', 'stdio'])('Caliber over MCP (%s)', (transport)
     await expect(tenant.readResource({ uri: `caliber://calibration/references/effnet/mood_happy` })).rejects.toThrow(/No resource/);
     const docs = ((await tenant.readResource({ uri: 'caliber://docs/tools' })).contents[0] as { text: string }).text;
     expect(docs).not.toContain('calibration_run');
+  });
+
+  it('has called every tool of the catalogue', () => {
+    const names = new Set([...called.entries()].filter(([c]) => c === admin).flatMap(([, n]) => [...n]));
+    expect([...names].sort()).toEqual(TOOL_SPECS.map((s) => s.name).sort());
   });
 
   it('refuses a wrong key, an unknown tool, and arguments that would reach another route', async () => {
