@@ -27,7 +27,7 @@ async function holdRunLock(): Promise<pg.Client> {
 const waitingOnRunLock = async () =>
   (
     await h.query(
-      "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event = 'advisory' AND query LIKE '%pg_advisory_lock%'",
+      "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event = 'advisory' AND query LIKE '%pg_advisory_xact_lock%'",
     )
   ).length > 0;
 

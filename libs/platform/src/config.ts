@@ -100,6 +100,14 @@ export const platformEnvSchema = z
       .default('caliber'),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     DB_POOL_SIZE: envVar.int(10, 1, 1000),
+    /**
+     * Where the outbox relay LISTENs (a session): behind a transaction-mode pooler, Postgres itself;
+     * `off` relays by polling alone (OUTBOX_POLL_MS). Default: DATABASE_URL.
+     */
+    DATABASE_LISTEN_URL: z
+      .string()
+      .refine((v) => v === 'off' || /^postgres(ql)?:\/\//.test(v), 'a postgres:// URL, or "off"')
+      .optional(),
     /** A plain query not answered after this is abandoned and its connection closed (0: never); cursors are exempt. */
     DB_QUERY_TIMEOUT_MS: envVar.int(600_000, 0, 2_147_483_647),
     /**

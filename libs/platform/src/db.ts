@@ -39,9 +39,29 @@ export function createDatabase(url: string, options: { max: number; applicationN
     client.on('error', () => {});
     if (options.queryTimeoutMs) guardQueries(client, options.queryTimeoutMs, options.log);
   });
+  // Advisory locks are held by connections of their own (see withAdvisoryLock), from a pool apart
+  // so that lock holders waiting for a worker connection can never take them all.
+  const lockPool = new pg.Pool({
+    connectionString: url,
+    ...(role ? { options: `-c role=${role}` } : {}),
+    max: Math.max(2, Math.ceil(options.max / 2)),
+    application_name: `${options.applicationName}-locks`,
+    connectionTimeoutMillis: 10_000,
+    keepAlive: true,
+  });
+  lockPool.on('error', (err) => options.log?.warn({ err }, 'idle Postgres lock connection failed'));
+  lockPool.on('connect', (client) => client.on('error', () => {}));
+  (pool as PoolWithLocks)[LOCK_POOL] = lockPool;
+  const end = pool.end.bind(pool);
+  (pool as { end: () => Promise<void> }).end = async () => {
+    await Promise.all([end(), lockPool.end()]);
+  };
   const db = drizzle({ client: pool });
   return { pool, db, close: () => pool.end() };
 }
+
+const LOCK_POOL = Symbol('caliber.lockPool');
+type PoolWithLocks = pg.Pool & { [LOCK_POOL]?: pg.Pool };
 
 /**
  * A query can be left waiting for ever on a connection a restarting server closed (seen in the
@@ -69,9 +89,11 @@ function guardQueries(client: pg.PoolClient, timeoutMs: number, log?: Logger): v
 }
 
 /**
- * Runs `fn` on a connection of its own holding a session advisory lock on `key`, so work that spans
- * several transactions (or none) is serialised across processes. A connection that cannot confirm
- * the unlock is destroyed rather than returned to the pool holding the lock.
+ * Runs `fn` while holding an advisory lock on `key`, so work that spans several transactions (or
+ * none) is serialised across processes. The lock is a transaction lock held by a connection of
+ * its own, in a transaction left open until `fn` is done, while `fn` works on another connection:
+ * no session state is involved, so it holds behind a transaction-mode pooler (PgBouncer) too, and
+ * ending the transaction (or losing its connection) always releases it.
  */
 export async function withAdvisoryLock<T>(
   pool: pg.Pool,
@@ -83,16 +105,22 @@ export async function withAdvisoryLock<T>(
   const pair = Array.isArray(key);
   const args = pair ? 'hashtext($1), $2::int' : 'hashtext($1)';
   const params: unknown[] = pair ? [...key] : [key];
-  const [lock, unlock] = [`SELECT pg_advisory_lock(${args})`, `SELECT pg_advisory_unlock(${args})`];
-  const client = await pool.connect();
-  let locked = false;
+  const holder = await ((pool as PoolWithLocks)[LOCK_POOL] ?? pool).connect();
+  let open = false;
   try {
-    await client.query(lock, params);
-    locked = true;
-    return await fn(client);
+    await holder.query('BEGIN');
+    open = true;
+    await holder.query(`SELECT pg_advisory_xact_lock(${args})`, params);
+    const client = await pool.connect();
+    try {
+      return await fn(client);
+    } finally {
+      client.release();
+    }
   } finally {
-    const unlocked = !locked || (await client.query(unlock, params).then(() => true, () => false));
-    client.release(!unlocked);
+    // A holder that cannot confirm the end of its transaction is destroyed: its session ends, and the lock with it.
+    const ended = !open || (await holder.query('ROLLBACK').then(() => true, () => false));
+    holder.release(!ended);
   }
 }
 

@@ -64,6 +64,11 @@ export class OutboxRelay {
       queues: Queues;
       log: Logger;
       pollMs: number;
+      /**
+       * Where to LISTEN: a session is needed, so behind a transaction-mode pooler this is Postgres
+       * itself (DATABASE_LISTEN_URL); `off` relays by polling alone. Default: the pool's database.
+       */
+      listenUrl?: string;
       batchSize?: number;
       /** Relayed rows older than this are deleted (they only serve `?wait=true` follow-ups). */
       retentionMs?: number;
@@ -184,8 +189,9 @@ export class OutboxRelay {
   }
 
   async #listen(): Promise<void> {
+    if (this.opts.listenUrl === 'off') return;
     while (!this.#stopped) {
-      const client = new pg.Client(this.opts.pool.options);
+      const client = new pg.Client(this.opts.listenUrl ? { connectionString: this.opts.listenUrl, application_name: 'caliber-relay-listen' } : this.opts.pool.options);
       // Attached before anything else: an 'error' without a listener would crash the process.
       const lost = new Promise<void>((resolve) => {
         client.on('error', () => resolve());

@@ -90,6 +90,7 @@ export function startWorkers(
     queues: ctx.queues,
     log: ctx.log,
     pollMs: ctx.config.OUTBOX_POLL_MS,
+    listenUrl: ctx.config.DATABASE_LISTEN_URL,
     retentionMs: ctx.config.OUTBOX_RETENTION_HOURS * 3_600_000,
   });
   if (opts.relay !== false) relay.start();

@@ -1,0 +1,75 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { inject } from 'vitest';
+import { minmaxCalibrate } from '../../libs/head-calibration/src/math.ts';
+import { libraryBatch, skewed } from '../fixtures.ts';
+import { createTestEnv, Harness, waitFor, type TestEnv } from '../harness.ts';
+import { PGBOUNCER, startPgBouncer } from './pgbouncer.ts';
+
+// Caliber through a transaction-mode pooler: gateway and workers see Postgres only through
+// PgBouncer, where no session state survives a transaction.
+if (process.env.CALIBER_POOLER_TEST === 'required' && !PGBOUNCER) throw new Error('CALIBER_POOLER_TEST=required but pgbouncer is not installed');
+const MOOD = 'effnet/mood_happy';
+const DANCE = 'effnet/danceability';
+const FILES = 20_000;
+
+describe.skipIf(!PGBOUNCER)('behind PgBouncer in transaction mode', () => {
+  let bouncer: Awaited<ReturnType<typeof startPgBouncer>>;
+  let env: TestEnv;
+  let h: Harness;
+
+  beforeAll(async () => {
+    env = await createTestEnv();
+    // The pooler logs in as the server's user and gives each server connection Caliber's role, so
+    // the processes ask for no role themselves (a startup parameter a pooler does not pass on).
+    bouncer = await startPgBouncer(inject('databaseUrl'), { role: 'caliber_app' });
+    const database = new URL(env.databaseUrl).pathname.slice(1);
+    // The relay's LISTEN needs a session: it goes to Postgres itself.
+    h = await Harness.start(env, { env: { DATABASE_URL: bouncer.url(database), DATABASE_LISTEN_URL: env.databaseUrl, DATABASE_ROLE: 'none', DB_POOL_SIZE: '8' }, workers: true });
+  });
+  afterAll(async () => {
+    await h?.stop();
+    await bouncer?.stop();
+    await env?.cleanup();
+  });
+
+  it('ingests, calibrates and re-tags a 20 000-file library, with every tag right', async () => {
+    const [me] = await h.query<{ who: string }>('SELECT current_user AS who');
+    expect(me?.who).toBe('caliber_app');
+    for (let from = 0; from < FILES; from += 5_000) {
+      const res = await h.request('POST', '/library/files', { json: libraryBatch(from, 5_000, { [MOOD]: skewed(2), [DANCE]: skewed(1) }) });
+      expect(res.status, res.text).toBe(200);
+    }
+    const run = await h.request('POST', '/admin/calibration/run?wait=true&timeout=120');
+    expect(run.status, run.text).toBe(200);
+    expect(run.body.calibration).toMatchObject({ version: 1, library_size: FILES, summary: { total_heads: 2 } });
+    const since = Date.now();
+    const started = await h.request('POST', '/admin/calibration/retag-all');
+    expect(started.status, started.text).toBe(200);
+    const done = await waitFor(async () => {
+      const { body } = await h.request('GET', '/admin/calibration/retag-status');
+      return body.state === 'idle' && Date.parse(body.started_at) >= since - 1000 && body.done > 0 ? body : undefined;
+    }, { what: 'the retag backlog', timeoutMs: 120_000 });
+    expect(done).toMatchObject({ total: FILES, done: FILES, failed: 0 });
+
+    const refs = await h.ownerQuery<{ model_name: string; head_name: string; version: number; labels: Record<string, { p5: number; p95: number }> }>('SELECT model_name, head_name, version, labels FROM calibration_references');
+    expect(refs.map((r) => `${r.model_name}/${r.head_name}@${r.version}`).sort()).toEqual([`${DANCE}@1`, `${MOOD}@1`]);
+    const byHead = new Map(refs.map((r) => [`${r.model_name}/${r.head_name}`, r]));
+    const tags = await h.ownerQuery<{ model_name: string; head_name: string; label: string; raw_score: number; calibrated_score: number; calibration_version: number }>(
+      'SELECT model_name, head_name, label, raw_score, calibrated_score, calibration_version FROM library_tags',
+    );
+    expect(tags).toHaveLength(FILES * 4);
+    const wrong = tags.filter((t) => {
+      const ref = byHead.get(`${t.model_name}/${t.head_name}`)!;
+      const label = ref.labels[t.label]!;
+      return t.calibration_version !== ref.version || t.calibrated_score !== minmaxCalibrate(t.raw_score, label.p5, label.p95);
+    });
+    expect(wrong).toEqual([]);
+    // A second run (it takes the run lock the first one held) completes: no lock was left behind.
+    const again = await h.request('POST', '/admin/calibration/run?wait=true&timeout=60');
+    expect(again.status, again.text).toBe(200);
+    expect(again.body.calibration.version).toBe(2);
+    // Every outbox event reached its queue, and nothing is left holding a lock.
+    expect(await h.ownerQuery('SELECT count(*)::int AS n FROM outbox WHERE relayed_at IS NULL')).toEqual([{ n: 0 }]);
+    expect(await h.ownerQuery(`SELECT count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE l.locktype = 'advisory' AND a.datname = current_database()`)).toEqual([{ n: 0 }]);
+  });
+});
