@@ -26,11 +26,11 @@ async function resetTags(db: pg.Client): Promise<void> {
  * `retag-file` worker processes, until retag-status reports the backlog done. Floor: the same
  * calibrated values computed and written by one set-based UPDATE … FROM.
  */
-export async function retagBench(opts: { files?: number; heads?: number; repeat?: number } = {}) {
+export async function retagBench(opts: { files?: number; heads?: number; repeat?: number; workerProcesses?: number; redisUrl?: string; redis?: string } = {}) {
   const files = opts.files ?? Number(process.env.BENCH_FILES ?? 100_000);
   const heads = opts.heads ?? 10;
   const repeat = opts.repeat ?? 2;
-  const workerProcesses = Number(process.env.BENCH_RETAG_WORKERS ?? 1);
+  const workerProcesses = opts.workerProcesses ?? Number(process.env.BENCH_RETAG_WORKERS ?? 1);
   const databaseUrl = await freshDatabase('caliber_bench_retag');
   const db = new pg.Client({ connectionString: databaseUrl });
   await db.connect();
@@ -40,7 +40,7 @@ export async function retagBench(opts: { files?: number; heads?: number; repeat?
   const floorQuery = new PgDialect().sqlToQuery(retagStatement(await loadReferenceLabels(drizzle({ client: db })), undefined, { onlyChanged: false }));
   const floorSql = { text: floorQuery.sql, values: floorQuery.params as unknown[] };
 
-  const stack = await startStack(databaseUrl, { CALIBRATE_HEADS: 'true', ...benchEnv() }, ['retag-file'], { workerProcesses });
+  const stack = await startStack(databaseUrl, { CALIBRATE_HEADS: 'true', ...benchEnv(), ...(opts.redisUrl ? { REDIS_URL: opts.redisUrl } : {}) }, ['retag-file'], { workerProcesses });
   const auth = { authorization: `Bearer ${stack.apiKey}` };
   const floorRuns: number[] = [];
   const ourRuns: number[] = [];
@@ -76,7 +76,7 @@ export async function retagBench(opts: { files?: number; heads?: number; repeat?
     const ours = Math.min(...ourRuns);
     const floor = Math.min(...floorRuns);
     await report({
-      bench: 'retag',
+      bench: opts.redis ? 'retag-scale' : 'retag',
       n: files,
       seconds: Number(ours.toFixed(3)),
       per_s: Math.round(files / ours),
@@ -84,6 +84,7 @@ export async function retagBench(opts: { files?: number; heads?: number; repeat?
       ratio: Number((ours / floor).toFixed(2)),
       tags: rows,
       worker_processes: workerProcesses,
+      ...(opts.redis ? { redis: opts.redis } : {}),
       runs: ourRuns.map((s) => Number(s.toFixed(3))),
       floor_runs: floorRuns.map((s) => Number(s.toFixed(3))),
       enqueue_runs: enqueueRuns.map((s) => Number(s.toFixed(3))),
@@ -97,4 +98,22 @@ export async function retagBench(opts: { files?: number; heads?: number; repeat?
 /** Settings passed through to the stack (RETAG_*, RETAG_FILE_CONCURRENCY) for tuning runs. */
 function benchEnv(): Record<string, string> {
   return Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith('RETAG_')) as [string, string][]);
+}
+
+/**
+ * The retag benchmark with 1, 2 and 4 worker processes, on one Redis and on a local 3-master
+ * Redis Cluster (`redis-server --cluster-enabled yes`, made by the bench), BENCH_FILES files
+ * (default 50 000). Each line is a `retag` result with `worker_processes` and `redis`.
+ */
+export async function retagScaleBench() {
+  const { startRedisCluster } = await import('../test/scale/redis-cluster.ts');
+  const files = Number(process.env.BENCH_FILES ?? 50_000);
+  const cluster = await startRedisCluster(3);
+  try {
+    for (const [redis, redisUrl] of [['single', undefined], ['cluster-3', cluster.url]] as const) {
+      for (const workerProcesses of [1, 2, 4]) await retagBench({ files, repeat: 2, workerProcesses, redisUrl, redis });
+    }
+  } finally {
+    await cluster.stop();
+  }
 }

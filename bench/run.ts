@@ -5,11 +5,12 @@ import { fineTuneDatasetBench } from './fine-tuning.ts';
 import { modelSelectionBench } from './model-selection.ts';
 import { retagEnqueueBench } from './retag-enqueue.ts';
 import { analyzeErrorsBench, feedbackIngestBench } from './response-quality.ts';
-import { retagBench } from './retag.ts';
+import { retagBench, retagScaleBench } from './retag.ts';
 
 /** `npm run bench` runs every benchmark; `npm run bench -- <name>` runs one. */
 const BENCHMARKS: Record<string, () => Promise<void>> = {
   retag: () => retagBench(),
+  'retag-scale': () => retagScaleBench(),
   'retag-enqueue': () => retagEnqueueBench(),
   calibrate: () => calibrateBench(),
   'best-model': () => bestModelBench(),

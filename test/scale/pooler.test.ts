@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import { minmaxCalibrate } from '../../libs/head-calibration/src/math.ts';
+import { runMigrations, tryAdvisoryLock } from '../../libs/platform/src/index.ts';
 import { libraryBatch, skewed } from '../fixtures.ts';
 import { createTestEnv, Harness, waitFor, type TestEnv } from '../harness.ts';
 import { PGBOUNCER, startPgBouncer } from './pgbouncer.ts';
@@ -24,7 +25,8 @@ describe.skipIf(!PGBOUNCER)('behind PgBouncer in transaction mode', () => {
     bouncer = await startPgBouncer(inject('databaseUrl'), { role: 'caliber_app' });
     const database = new URL(env.databaseUrl).pathname.slice(1);
     // The relay's LISTEN needs a session: it goes to Postgres itself.
-    h = await Harness.start(env, { env: { DATABASE_URL: bouncer.url(database), DATABASE_LISTEN_URL: env.databaseUrl, DATABASE_ROLE: 'none', DB_POOL_SIZE: '8' }, workers: true });
+    // Polling is slowed to a minute: the relay must hear the events through that LISTEN.
+    h = await Harness.start(env, { env: { DATABASE_URL: bouncer.url(database), DATABASE_LISTEN_URL: env.databaseUrl, DATABASE_ROLE: 'none', DB_POOL_SIZE: '8', OUTBOX_POLL_MS: '60000' }, workers: true });
   });
   afterAll(async () => {
     await h?.stop();
@@ -32,7 +34,38 @@ describe.skipIf(!PGBOUNCER)('behind PgBouncer in transaction mode', () => {
     await env?.cleanup();
   });
 
-  it('ingests, calibrates and re-tags a 20 000-file library, with every tag right', async () => {
+  it('migrates through a pooler (as the owner), two processes at once', async () => {
+    const owner = await startPgBouncer(inject('databaseUrl'));
+    try {
+      const url = owner.url(new URL(env.databaseUrl).pathname.slice(1));
+      await Promise.all([runMigrations(url), runMigrations(url)]);
+    } finally {
+      await owner.stop();
+    }
+    expect(await h.ownerQuery(`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory'`)).toEqual([{ n: 0 }]);
+  });
+
+  it('keeps advisory locks exclusive across pooled connections, and leaves none behind', async () => {
+    const pool = h.platform.pool;
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let inside = false;
+    const first = tryAdvisoryLock(pool, ['caliber:test', 'job-1'], async () => {
+      inside = true;
+      await held;
+      return 'first';
+    });
+    await waitFor(() => inside, { what: 'the first holder' });
+    expect(await tryAdvisoryLock(pool, ['caliber:test', 'job-1'], async () => 'second')).toEqual({ locked: false });
+    release();
+    expect(await first).toEqual({ locked: true, value: 'first' });
+    expect(await tryAdvisoryLock(pool, ['caliber:test', 'job-1'], async () => 'third')).toEqual({ locked: true, value: 'third' });
+    expect(await h.ownerQuery(`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory'`)).toEqual([{ n: 0 }]);
+  });
+
+  it('ingests, calibrates and re-tags a 20 000-file library, with every tag right', { timeout: 180_000 }, async () => {
+    const listening = await h.ownerQuery(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'caliber-relay-listen' AND query LIKE 'LISTEN%' AND datname = current_database()`);
+    expect(listening).toEqual([{ n: 1 }]);
     const [me] = await h.query<{ who: string }>('SELECT current_user AS who');
     expect(me?.who).toBe('caliber_app');
     for (let from = 0; from < FILES; from += 5_000) {

@@ -3,6 +3,7 @@ import {
   QUEUE_NAMES,
   isQueueName,
   loadQueueConcurrency,
+  loadQueueLimits,
   startWorkers,
   syncSchedules,
   type DomainModule,
@@ -38,6 +39,7 @@ export function startWorkerProcess(
   const running = startWorkers(platform, handlers, {
     queues: opts.queues,
     concurrency: loadQueueConcurrency(opts.env ?? process.env),
+    limits: loadQueueLimits(opts.env ?? process.env),
     relay: opts.relay,
   });
   // Upserting is idempotent, so every worker process may do it at start.

@@ -1,4 +1,4 @@
-import { isDelayedError, runAgainLater, unavailableService, type Database, type JobContext, type Logger, type PlatformContext } from '@caliber/platform';
+import { isDelayedError, runAgainLater, tryAdvisoryLock, unavailableService, type Database, type JobContext, type Logger, type PlatformContext } from '@caliber/platform';
 import { UnrecoverableError } from 'bullmq';
 import { dirname } from 'node:path';
 import { eq, sql } from 'drizzle-orm';
@@ -30,21 +30,14 @@ export interface FineTuningDeps {
 const NOT_LOCKED = Symbol('not locked');
 
 /**
- * Runs `fn` holding a session advisory lock on the job, on a connection of its own: two workers
- * never step one job at once (BullMQ may hand a job to a second worker while the first still runs
- * it), and the lock goes with the connection if the worker dies.
+ * Runs `fn` holding an advisory lock on the job, if it is free: two workers never step one job at
+ * once (BullMQ may hand a job to a second worker while the first still runs it), and the lock goes
+ * with its connection if the worker dies. A transaction lock (see tryAdvisoryLock), so it holds
+ * behind a transaction-mode pooler.
  */
 async function withJobLock<T>(pool: pg.Pool, jobId: string, fn: () => Promise<T>): Promise<T | typeof NOT_LOCKED> {
-  const client = new pg.Client(pool.options);
-  client.on('error', () => {});
-  await client.connect();
-  try {
-    const { rows } = await client.query<{ locked: boolean }>("SELECT pg_try_advisory_lock(hashtext('caliber:fine-tune'), hashtext($1)) AS locked", [jobId]);
-    if (!rows[0]?.locked) return NOT_LOCKED;
-    return await fn();
-  } finally {
-    await client.end().catch(() => {});
-  }
+  const outcome = await tryAdvisoryLock(pool, ['caliber:fine-tune', jobId], fn);
+  return outcome.locked ? outcome.value : NOT_LOCKED;
 }
 
 function providerJob(row: FineTuneJobRow): ProviderJob {

@@ -368,7 +368,7 @@ function describeFailures(failures: FileFailure[], files: number): string {
 
 /**
  * The `retag-file` processor: one UPDATE for the range's tags, then (RETAG_WRITE_FILES) the audio
- * files, all on the connection that holds the range's lock. Every step is idempotent, so a job
+ * files, all while holding the range's lock. Every step is idempotent, so a job
  * retried after a crash changes nothing twice in effect. The audio files are written whether or
  * not their rows changed now (ingest may have updated the database alone), so they end up agreeing
  * with it.

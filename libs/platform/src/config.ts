@@ -1,3 +1,4 @@
+import { parseClusterUrl } from './redis.ts';
 import { CronExpressionParser } from 'cron-parser';
 import { z } from 'zod';
 
@@ -91,7 +92,11 @@ export const platformEnvSchema = z
   .object({
     NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
     DATABASE_URL: envVar.url('postgres://postgres:postgres@127.0.0.1:5432/caliber', /^postgres(ql)?$/),
-    REDIS_URL: envVar.url('redis://127.0.0.1:6379', /^rediss?$/),
+    /** One server (`redis://`, `rediss://`), or a Redis Cluster's seed nodes (`redis-cluster://h1:7000,h2:7001`). */
+    REDIS_URL: z
+      .string()
+      .default('redis://127.0.0.1:6379')
+      .refine((v) => parseClusterUrl(v) !== undefined || /^rediss?:\/\/[^\s]+$/.test(v) && URL.canParse(v), 'must be a redis:// or rediss:// URL, or redis-cluster://host:port,host:port,…'),
     PORT: envVar.int(8356, 0, 65535),
     CALIBER_API_KEY: z.string().min(16, 'must be at least 16 characters').optional(),
     QUEUE_PREFIX: z

@@ -46,7 +46,8 @@ export function createDatabase(url: string, options: { max: number; applicationN
     ...(role ? { options: `-c role=${role}` } : {}),
     max: Math.max(2, Math.ceil(options.max / 2)),
     application_name: `${options.applicationName}-locks`,
-    connectionTimeoutMillis: 10_000,
+    // Work waiting for a lock connection waits as it would for the lock itself, never failing.
+    connectionTimeoutMillis: 0,
     keepAlive: true,
   });
   lockPool.on('error', (err) => options.log?.warn({ err }, 'idle Postgres lock connection failed'));
@@ -97,30 +98,64 @@ function guardQueries(client: pg.PoolClient, timeoutMs: number, log?: Logger): v
  */
 export async function withAdvisoryLock<T>(
   pool: pg.Pool,
-  key: string | [namespace: string, id: number],
+  key: string | [namespace: string, id: number | string],
   fn: (client: pg.PoolClient) => Promise<T>,
 ): Promise<T> {
-  // A name is hashed to 32 bits; many locks of one kind (e.g. one per id range) use the two-key
-  // form instead, (hash of the kind, the id), so they cannot collide with each other.
-  const pair = Array.isArray(key);
-  const args = pair ? 'hashtext($1), $2::int' : 'hashtext($1)';
-  const params: unknown[] = pair ? [...key] : [key];
-  const holder = await ((pool as PoolWithLocks)[LOCK_POOL] ?? pool).connect();
-  let open = false;
-  try {
-    await holder.query('BEGIN');
-    open = true;
-    await holder.query(`SELECT pg_advisory_xact_lock(${args})`, params);
+  const outcome = await holdAdvisoryLock(pool, key, 'wait', async () => {
     const client = await pool.connect();
     try {
       return await fn(client);
     } finally {
       client.release();
     }
+  });
+  return (outcome as { value: T }).value;
+}
+
+/** As withAdvisoryLock, but only if the lock is free now: `{ locked: false }` otherwise, and `fn` does not run. */
+export async function tryAdvisoryLock<T>(pool: pg.Pool, key: string | [namespace: string, id: number | string], fn: () => Promise<T>): Promise<{ locked: true; value: T } | { locked: false }> {
+  return holdAdvisoryLock(pool, key, 'try', fn);
+}
+
+async function holdAdvisoryLock<T>(
+  pool: pg.Pool,
+  key: string | [namespace: string, id: number | string],
+  mode: 'wait' | 'try',
+  body: () => Promise<T>,
+): Promise<{ locked: true; value: T } | { locked: false }> {
+  // A name is hashed to 32 bits; many locks of one kind (e.g. one per id range) use the two-key
+  // form instead, (hash of the kind, the id), so they cannot collide with each other.
+  const pair = Array.isArray(key);
+  const args = !pair ? 'hashtext($1)' : typeof key[1] === 'number' ? 'hashtext($1), $2::int' : 'hashtext($1), hashtext($2)';
+  const params: unknown[] = pair ? [...key] : [key];
+  const holder = await ((pool as PoolWithLocks)[LOCK_POOL] ?? pool).connect();
+  let lost = false;
+  const onLost = () => {
+    lost = true;
+  };
+  holder.on('error', onLost);
+  holder.on('end', onLost);
+  let open = false;
+  try {
+    await holder.query('BEGIN');
+    open = true;
+    const { rows } = await holder.query<{ locked: boolean }>(`SELECT ${mode === 'try' ? 'pg_try_advisory_xact_lock' : 'pg_advisory_xact_lock'}(${args})${mode === 'try' ? ' AS locked' : ''}`, params);
+    if (mode === 'try' && !rows[0]?.locked) return { locked: false };
+    // The holder sits idle in its transaction while the work runs: a server-side idle timeout must
+    // not end it (and the lock with it). Sent as a simple query, this also lets the transaction
+    // drop its snapshot, so it does not hold back VACUUM meanwhile.
+    await holder.query('SET LOCAL idle_in_transaction_session_timeout = 0');
+    const value = await body();
+    // Exclusion was lost if the holder died meanwhile (killed, or its server went away): say so
+    // rather than report work done under a lock nobody held to the end.
+    if (lost) throw new Error(`the advisory lock ${JSON.stringify(key)} was lost while its work ran (the connection holding it ended)`);
+    return { locked: true, value };
   } finally {
+    holder.removeListener('end', onLost);
     // A holder that cannot confirm the end of its transaction is destroyed: its session ends, and the lock with it.
-    const ended = !open || (await holder.query('ROLLBACK').then(() => true, () => false));
-    holder.release(!ended);
+    const ended = !open || lost || (await holder.query('ROLLBACK').then(() => true, () => false));
+    holder.release(!ended || lost);
+    holder.removeListener('error', onLost);
   }
 }
 
@@ -156,13 +191,21 @@ export async function ensureDatabaseExists(url: string): Promise<boolean> {
 
 /** Applies the drizzle-kit migrations in `drizzle/`; safe to run from several processes at once. */
 export async function runMigrations(url: string): Promise<void> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
+  // Two processes migrating at once would race on the migrations table; serialise them. The lock
+  // is held by a transaction of its own (as in withAdvisoryLock), so this works through a
+  // transaction-mode pooler as well as on Postgres itself.
+  const pool = new pg.Pool({ connectionString: url, max: 2 });
+  pool.on('error', () => {});
   try {
-    // Two processes migrating at once would race on the migrations table; serialise them.
-    await client.query('SELECT pg_advisory_lock(hashtext($1))', ['caliber:migrate']);
-    await migrate(drizzle({ client }), { migrationsFolder: MIGRATIONS_DIR });
+    await holdAdvisoryLock(pool, 'caliber:migrate', 'wait', async () => {
+      const client = await pool.connect();
+      try {
+        await migrate(drizzle({ client }), { migrationsFolder: MIGRATIONS_DIR });
+      } finally {
+        client.release();
+      }
+    });
   } finally {
-    await client.end();
+    await pool.end();
   }
 }

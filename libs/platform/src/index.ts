@@ -1,11 +1,11 @@
 export { ConfigError, envVar, loadPlatformConfig, parseEnv, platformEnvSchema, type PlatformConfig } from './config.ts';
 export { createLogger, redactUrl, type Logger } from './logger.ts';
-export { createDatabase, ensureDatabaseExists, runMigrations, withAdvisoryLock, MIGRATIONS_DIR, type Database, type Executor } from './db.ts';
+export { createDatabase, ensureDatabaseExists, runMigrations, tryAdvisoryLock, withAdvisoryLock, MIGRATIONS_DIR, type Database, type Executor } from './db.ts';
 export { closeRedis, createRedis, pingRedis, type Redis } from './redis.ts';
 export { defineJob, defaultJobOptions, isQueueName, jobKey, queuePrefix, Queues, QueueUnavailableError, QUEUE_NAMES, type JobDefinition, type QueueName } from './queues.ts';
 export { appendOutbox, outboxEvent, outboxJobId, OutboxRelay, type OutboxEvent } from './outbox.ts';
 export { createQueueProcessor, isDelayedError, jobHandler, runAgainLater, type JobContext, type JobHandler } from './processor.ts';
-export { concurrencyEnvName, loadQueueConcurrency, startWorkers, type RunningWorkers } from './worker-runtime.ts';
+export { concurrencyEnvName, loadQueueConcurrency, loadQueueLimits, startWorkers, type QueueLimits, type RunningWorkers } from './worker-runtime.ts';
 export { describeSchedules, runScheduleNow, syncSchedules, type ScheduleDefinition } from './schedules.ts';
 export { createPlatform, type DomainModule, type GatewayContext, type PlatformContext } from './context.ts';
 export { ApiError, createRouter, errorBody, errorSchema, invalidRequest, jsonContent, standardErrors, onError, onNotFound, unavailableService, type AppEnv, type Principal } from './http.ts';

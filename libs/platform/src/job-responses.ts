@@ -87,8 +87,27 @@ export class JobWaiter {
   async waitForJob(job: Job, timeoutMs: number): Promise<WaitOutcome> {
     if (!isQueueName(job.queueName)) throw new Error(`unknown queue ${job.queueName}`);
     const events = await this.#eventsFor(job.queueName);
+    const queue = this.opts.queues.get(job.queueName);
+    // Events are the fast path; a finish announced before this process's stream read began (its
+    // first read starts at "now": a window that is wider on a Redis Cluster) would be missed, so
+    // the job's state is also polled, slowly, until the deadline.
+    let settled = false;
+    const deadline = Date.now() + Math.max(1, timeoutMs);
+    const polled = (async (): Promise<{ result: unknown } | undefined> => {
+      while (!settled && Date.now() < deadline) {
+        await delay(Math.min(500, Math.max(1, deadline - Date.now())));
+        if (settled) return undefined;
+        const state = await queue.getJobState(job.id ?? '').catch(() => 'unknown');
+        if (state === 'completed') return { result: (await queue.getJob(job.id ?? ''))?.returnvalue };
+        if (state === 'failed') throw new Error('job failed');
+      }
+      return undefined;
+    })();
     try {
-      const result = await job.waitUntilFinished(events, Math.max(1, timeoutMs));
+      const result = await Promise.race([
+        job.waitUntilFinished(events, Math.max(1, timeoutMs)),
+        polled.then((p) => (p ? p.result : new Promise<never>(() => {}))),
+      ]);
       return { state: 'completed', result };
     } catch (err) {
       const fresh = await this.opts.queues.get(job.queueName).getJob(job.id ?? '');
@@ -98,6 +117,9 @@ export class JobWaiter {
       const reason = fresh.failedReason ?? String((err as Error).message);
       const refused = fresh.attemptsMade < (fresh.opts.attempts ?? 1) && !/stalled more than allowable limit/i.test(reason);
       return { state: 'failed', reason, refused, job: fresh };
+    } finally {
+      settled = true;
+      polled.catch(() => {});
     }
   }
 

@@ -35,6 +35,9 @@ export function createLogger(options: { level: string; name: string; destination
 
 /** Connection strings may carry a password; this is the form that may be logged or shown. */
 export function redactUrl(url: string): string {
+  // A cluster URL lists several hosts, which URL cannot parse.
+  const cluster = /^(rediss?-cluster:\/\/)(?:([^:@/]*)(?::[^@/]*)?@)?(.*)$/.exec(url);
+  if (cluster) return `${cluster[1]}${cluster[2] !== undefined ? `${cluster[2]}:***@` : ''}${cluster[3]}`;
   try {
     const parsed = new URL(url);
     if (parsed.password) parsed.password = '***';

@@ -191,7 +191,12 @@ export class OutboxRelay {
   async #listen(): Promise<void> {
     if (this.opts.listenUrl === 'off') return;
     while (!this.#stopped) {
-      const client = new pg.Client(this.opts.listenUrl ? { connectionString: this.opts.listenUrl, application_name: 'caliber-relay-listen' } : this.opts.pool.options);
+      const client = new pg.Client(
+        this.opts.listenUrl
+          ? // A link that dies quietly is noticed (keepalive); polling relays meanwhile.
+            { connectionString: this.opts.listenUrl, application_name: 'caliber-relay-listen', keepAlive: true, connectionTimeoutMillis: 10_000 }
+          : this.opts.pool.options,
+      );
       // Attached before anything else: an 'error' without a listener would crash the process.
       const lost = new Promise<void>((resolve) => {
         client.on('error', () => resolve());

@@ -1,4 +1,4 @@
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
 
 /**
  * `producer`: request/response clients (the gateway). They fail fast instead of queueing commands
@@ -19,7 +19,49 @@ export function redisOptions(role: RedisRole): RedisOptions {
     : { ...common, maxRetriesPerRequest: null };
 }
 
+const CLUSTER_URL = /^(rediss?)-cluster:\/\/(?:([^:@/]*)(?::([^@/]*))?@)?([^/?#]+)\/?$/;
+
+/** `redis-cluster://[user:password@]host:port,host:port,…` (or `rediss-cluster://` for TLS): the seed nodes of a Redis Cluster. */
+export function parseClusterUrl(url: string): { nodes: { host: string; port: number }[]; username?: string; password?: string; tls: boolean } | undefined {
+  const m = CLUSTER_URL.exec(url);
+  if (!m) return undefined;
+  const nodes = m[4]!.split(',').map((hp) => {
+    const at = hp.lastIndexOf(':');
+    const host = at > 0 ? hp.slice(0, at).replace(/^\[|\]$/g, '') : hp;
+    const port = at > 0 ? Number(hp.slice(at + 1)) : 6379;
+    return { host, port };
+  });
+  if (nodes.some((n) => !n.host || !Number.isInteger(n.port) || n.port < 1 || n.port > 65535)) return undefined;
+  const decode = (v: string | undefined) => (v ? decodeURIComponent(v) : undefined);
+  return { nodes, username: decode(m[2]), password: decode(m[3]), tls: m[1] === 'rediss' };
+}
+
+/**
+ * A Redis client for `url`: one server, or a Redis Cluster (`redis-cluster://h1:7000,h2:7001`).
+ * Every key Caliber uses carries a hash tag (a queue's keys share `{<prefix>:<queue>}`), so
+ * BullMQ's scripts and our own stay in one slot while different queues spread over the cluster.
+ * A Cluster speaks the same commands; it is typed as `Redis` so callers need not care which.
+ */
 export function createRedis(url: string, role: RedisRole, name: string): Redis {
+  const cluster = parseClusterUrl(url);
+  if (cluster) {
+    const options = redisOptions(role);
+    const client = new Cluster(cluster.nodes, {
+      redisOptions: {
+        ...options,
+        connectionName: name,
+        username: cluster.username,
+        password: cluster.password,
+        ...(cluster.tls ? { tls: {} } : {}),
+      },
+      enableOfflineQueue: options.enableOfflineQueue ?? true,
+      clusterRetryStrategy: options.retryStrategy,
+      // A slot moving (resharding, failover) is followed, not reported as an error.
+      maxRedirections: 16,
+    });
+    client.on('error', () => {});
+    return client as unknown as Redis;
+  }
   const client = new Redis(url, { ...redisOptions(role), connectionName: name });
   // Errors surface on the commands that fail; without a listener ioredis would print each retry.
   client.on('error', () => {});

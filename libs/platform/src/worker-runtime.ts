@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { Worker } from 'bullmq';
 import { z } from 'zod';
 import { parseEnv } from './config.ts';
@@ -34,6 +35,46 @@ export function loadQueueConcurrency(env: Record<string, string | undefined> = p
   return Object.fromEntries(QUEUE_NAMES.map((q) => [q, parsed[concurrencyEnvName(q)] ?? DEFAULT_CONCURRENCY[q]])) as Record<QueueName, number>;
 }
 
+export interface QueueLimits {
+  /** Jobs of the queue running at once across every process (BullMQ global concurrency); 0 lifts it. */
+  globalConcurrency?: number;
+  /** At most `max` jobs of the queue start per `duration` ms, across every process (BullMQ's limiter). */
+  rateLimit?: { max: number; duration: number };
+}
+
+const envStem = (queue: QueueName) => queue.replaceAll('-', '_').toUpperCase();
+
+/**
+ * `<QUEUE>_GLOBAL_CONCURRENCY` and `<QUEUE>_RATE_LIMIT` (`<max>/<ms>`, e.g. `10/1000`): limits that
+ * hold across all worker processes, because BullMQ keeps them in Redis. Give every process the same.
+ */
+export function loadQueueLimits(env: Record<string, string | undefined> = process.env): Partial<Record<QueueName, QueueLimits>> {
+  const rate = z
+    .string()
+    .regex(/^\d{1,9}\/\d{1,9}$/, 'must be <max jobs>/<milliseconds>, e.g. 10/1000')
+    .transform((v) => {
+      const [max, duration] = v.split('/').map(Number) as [number, number];
+      return { max, duration };
+    })
+    .refine((r) => r.max >= 1 && r.duration >= 1, 'max and milliseconds must be at least 1');
+  const schema = z.object(
+    Object.fromEntries(
+      QUEUE_NAMES.flatMap((q) => [
+        [`${envStem(q)}_GLOBAL_CONCURRENCY`, z.coerce.number().int().min(0).max(100_000).optional()],
+        [`${envStem(q)}_RATE_LIMIT`, rate.optional()],
+      ]),
+    ),
+  );
+  const parsed = parseEnv(schema, env) as Record<string, number | { max: number; duration: number } | undefined>;
+  const limits: Partial<Record<QueueName, QueueLimits>> = {};
+  for (const q of QUEUE_NAMES) {
+    const globalConcurrency = parsed[`${envStem(q)}_GLOBAL_CONCURRENCY`] as number | undefined;
+    const rateLimit = parsed[`${envStem(q)}_RATE_LIMIT`] as QueueLimits['rateLimit'];
+    if (globalConcurrency !== undefined || rateLimit) limits[q] = { globalConcurrency, rateLimit };
+  }
+  return limits;
+}
+
 export interface RunningWorkers {
   queues: QueueName[];
   workers: Worker[];
@@ -49,7 +90,7 @@ export interface RunningWorkers {
 export function startWorkers(
   ctx: PlatformContext,
   handlers: JobHandler[],
-  opts: { queues?: QueueName[]; concurrency?: Partial<Record<QueueName, number>>; relay?: boolean },
+  opts: { queues?: QueueName[]; concurrency?: Partial<Record<QueueName, number>>; limits?: Partial<Record<QueueName, QueueLimits>>; relay?: boolean },
 ): RunningWorkers {
   const byQueue = groupBy(handlers, (h) => h.definition.queue);
   const selected = opts.queues ?? QUEUE_NAMES.filter((q) => byQueue.has(q));
@@ -63,11 +104,21 @@ export function startWorkers(
       connection: ctx.blockingRedis,
       prefix: queuePrefix(ctx.config, queue),
       concurrency: concurrency[queue],
+      // Each job records which process ran it (processedBy; Bull Board shows it): host and pid.
+      name: `${hostname()}:${process.pid}`,
       lockDuration: ctx.config.WORKER_LOCK_DURATION_MS,
       stalledInterval: ctx.config.WORKER_STALLED_INTERVAL_MS,
       // A job whose worker died is retried once more before it counts as failed.
       maxStalledCount: 2,
+      ...(opts.limits?.[queue]?.rateLimit ? { limiter: opts.limits[queue]!.rateLimit } : {}),
     });
+    const cap = opts.limits?.[queue]?.globalConcurrency;
+    if (cap !== undefined) {
+      const q = ctx.queues.get(queue);
+      void (cap === 0 ? q.removeGlobalConcurrency() : q.setGlobalConcurrency(cap)).catch((err: unknown) =>
+        ctx.log.warn({ err, queue }, 'could not set the global concurrency now (Redis down?); it is set at the next start'),
+      );
+    }
     worker.on('error', (err) => ctx.log.warn({ err, queue }, 'worker error'));
     const handlers = new Map((byQueue.get(queue) ?? []).map((h) => [h.definition.name, h]));
     worker.on('failed', (job, err) => {
