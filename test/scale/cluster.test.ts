@@ -2,6 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { minmaxCalibrate } from '../../libs/head-calibration/src/math.ts';
 import { libraryBatch, skewed } from '../fixtures.ts';
 import { createTestEnv, Harness, spawnService, waitFor, type ChildService, type TestEnv } from '../harness.ts';
+import { inject } from 'vitest';
+import { PGBOUNCER, startPgBouncer } from './pgbouncer.ts';
 import { REDIS_SERVER, startRedisCluster } from './redis-cluster.ts';
 
 // Caliber on a 3-master Redis Cluster: the gateway (here) and three worker processes share the
@@ -12,15 +14,28 @@ const DANCE = 'effnet/danceability';
 const FILES = 20_000;
 const CAP = process.env.CLUSTER_TEST_CAP ?? '3';
 
-describe.skipIf(!REDIS_SERVER)('on a Redis Cluster with three worker processes', () => {
+// The second time, Postgres is behind PgBouncer (transaction mode) as well, and the retag jobs
+// are rate limited across the processes.
+const scenarios = [
+  { name: 'on a Redis Cluster with three worker processes', pooler: false },
+  { name: 'on a Redis Cluster with three worker processes, Postgres behind PgBouncer', pooler: true },
+];
+const RATE = { max: 20, ms: 1000 };
+
+describe.skipIf(!REDIS_SERVER).each(scenarios.filter((s) => !s.pooler || PGBOUNCER))('$name', ({ pooler }) => {
   let cluster: Awaited<ReturnType<typeof startRedisCluster>>;
+  let bouncer: Awaited<ReturnType<typeof startPgBouncer>> | undefined;
   let env: TestEnv;
   let h: Harness;
   const workers: ChildService[] = [];
 
   beforeAll(async () => {
     cluster = await startRedisCluster(3);
-    env = await createTestEnv({ REDIS_URL: cluster.url, RETAG_BATCH_SIZE: '250' });
+    env = await createTestEnv({ REDIS_URL: cluster.url, RETAG_BATCH_SIZE: '250', ...(pooler ? { RETAG_FILE_RATE_LIMIT: `${RATE.max}/${RATE.ms}` } : {}) });
+    if (pooler) {
+      bouncer = await startPgBouncer(inject('databaseUrl'), { role: 'caliber_app' });
+      Object.assign(env.env, { DATABASE_URL: bouncer.url(new URL(env.databaseUrl).pathname.slice(1)), DATABASE_LISTEN_URL: env.databaseUrl, DATABASE_ROLE: 'none' });
+    }
     h = await Harness.start(env); // the gateway; the workers are processes of their own
     // Overlapping groups: two processes share retag-file, as hosts of a fleet would.
     for (const queues of ['calibrate,update-reference,retag-file', 'retag-file', 'map-models,analyze-errors,fine-tune,notify,retag-file']) {
@@ -34,6 +49,7 @@ describe.skipIf(!REDIS_SERVER)('on a Redis Cluster with three worker processes',
     for (const w of workers) if (w.child.exitCode === null) w.child.kill('SIGTERM');
     await Promise.all(workers.map((w) => w.exited));
     await h?.stop();
+    await bouncer?.stop();
     await env?.cleanup();
     await cluster?.stop();
   });
@@ -70,6 +86,21 @@ describe.skipIf(!REDIS_SERVER)('on a Redis Cluster with three worker processes',
     for (const [, d] of edges) most = Math.max(most, (running += d));
     if (process.env.CLUSTER_TEST_CAP) console.log("most running at once", most);
     expect(most).toBeLessThanOrEqual(Number(CAP));
+    if (pooler) {
+      // The rate limit held across the processes: no window of RATE.ms saw more than RATE.max starts.
+      const starts = completed.map((j) => j.processedOn!).sort((a, b) => a - b);
+      let worst = 0;
+      for (let i = 0, j = 0; i < starts.length; i++) {
+        while (starts[i]! - starts[j]! >= RATE.ms) j++;
+        worst = Math.max(worst, i - j + 1);
+      }
+      // BullMQ counts in fixed windows, so a sliding one may see up to twice the limit; and 80
+      // starts at 20 a second cannot span less than 3 s (without the limit they take about 1).
+      expect(worst).toBeLessThanOrEqual(2 * RATE.max);
+      expect(starts.at(-1)! - starts[0]!).toBeGreaterThanOrEqual((Math.ceil(starts.length / RATE.max) - 1) * RATE.ms - 50);
+      const [me] = await h.query<{ who: string }>('SELECT current_user AS who');
+      expect(me?.who).toBe('caliber_app');
+    }
 
     const refs = await h.ownerQuery<{ model_name: string; head_name: string; version: number; labels: Record<string, { p5: number; p95: number }> }>('SELECT model_name, head_name, version, labels FROM calibration_references');
     const byHead = new Map(refs.map((r) => [`${r.model_name}/${r.head_name}`, r]));
@@ -84,6 +115,11 @@ describe.skipIf(!REDIS_SERVER)('on a Redis Cluster with three worker processes',
     });
     expect(wrong).toEqual([]);
     expect(await h.ownerQuery('SELECT count(*)::int AS n FROM outbox WHERE relayed_at IS NULL')).toEqual([{ n: 0 }]);
+    // What reads Redis beside the queues works on the cluster too: schedules, metrics, Bull Board, the queues page.
+    for (const path of ['/admin/schedules', '/metrics', '/admin/queues/api/queues', '/dashboard/queues', '/admin/calibration/retag-status']) {
+      const res = await h.request('GET', path);
+      expect(res.status, `${path}: ${res.text.slice(0, 200)}`).toBe(200);
+    }
     // The queues' keys are spread over the masters (each queue in its own slot).
     const perNode = await cluster.keysPerNode(`{${env.queuePrefix}:*`);
     expect(perNode.filter((n) => n > 0).length, JSON.stringify(perNode)).toBeGreaterThanOrEqual(2);
