@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import { minmaxCalibrate } from '../../libs/head-calibration/src/math.ts';
-import { runMigrations, tryAdvisoryLock } from '../../libs/platform/src/index.ts';
+import { MIGRATIONS_DIR, runMigrations, tryAdvisoryLock } from '../../libs/platform/src/index.ts';
+import { readdirSync } from 'node:fs';
+import pg from 'pg';
 import { libraryBatch, skewed } from '../fixtures.ts';
 import { createTestEnv, Harness, waitFor, type TestEnv } from '../harness.ts';
 import { PGBOUNCER, startPgBouncer } from './pgbouncer.ts';
@@ -34,15 +36,29 @@ describe.skipIf(!PGBOUNCER)('behind PgBouncer in transaction mode', () => {
     await env?.cleanup();
   });
 
-  it('migrates through a pooler (as the owner), two processes at once', async () => {
+  it('migrates an empty database through a pooler (as the owner), three processes at once', async () => {
+    const name = `caliber_t_mig_${process.pid}_${Date.now()}`;
+    const admin = new pg.Client({ connectionString: inject('databaseUrl') });
+    await admin.connect();
+    await admin.query(`CREATE DATABASE ${name}`);
     const owner = await startPgBouncer(inject('databaseUrl'));
     try {
-      const url = owner.url(new URL(env.databaseUrl).pathname.slice(1));
-      await Promise.all([runMigrations(url), runMigrations(url)]);
+      const url = owner.url(name);
+      await Promise.all([runMigrations(url), runMigrations(url), runMigrations(url)]);
+      const check = new pg.Client({ connectionString: url });
+      await check.connect();
+      const applied = await check.query('SELECT count(*)::int AS n FROM drizzle.__drizzle_migrations');
+      const tables = await check.query("SELECT count(*)::int AS n FROM pg_tables WHERE tablename IN ('library_files', 'publishable_keys', 'response_feedback')");
+      const locks = await check.query(`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory'`);
+      await check.end();
+      expect(applied.rows[0].n).toBe(readdirSync(MIGRATIONS_DIR).filter((f) => f.endsWith('.sql')).length);
+      expect(tables.rows[0].n).toBe(3);
+      expect(locks.rows[0].n).toBe(0);
     } finally {
       await owner.stop();
+      await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await admin.end();
     }
-    expect(await h.ownerQuery(`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory'`)).toEqual([{ n: 0 }]);
   });
 
   it('keeps advisory locks exclusive across pooled connections, and leaves none behind', async () => {

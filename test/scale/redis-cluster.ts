@@ -9,14 +9,11 @@ import { Redis } from 'ioredis';
 export const REDIS_SERVER = ['/usr/bin/redis-server', '/usr/local/bin/redis-server'].find((p) => existsSync(p));
 const REDIS_CLI = ['/usr/bin/redis-cli', '/usr/local/bin/redis-cli'].find((p) => existsSync(p));
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
   });
 }
 
@@ -30,17 +27,14 @@ export async function startRedisCluster(masters = 3): Promise<{ url: string; por
   const ports: number[] = [];
   const children: ChildProcess[] = [];
   for (let i = 0; i < masters; i++) {
-    // Cluster nodes also listen on port + 10000 (the bus): pick a port whose bus port is free too.
+    // Cluster nodes also listen on port + 10000 (the bus). Both are picked below the kernel's
+    // ephemeral range (where port-0 servers of other tests land), so nothing else takes them
+    // between the check and redis-server's bind.
     let port = 0;
     for (;;) {
-      port = await freePort();
-      if (port + 10_000 > 65_535) continue;
-      const bus = await new Promise<boolean>((resolve) => {
-        const s = createServer();
-        s.once('error', () => resolve(false));
-        s.listen(port + 10_000, '127.0.0.1', () => s.close(() => resolve(true)));
-      });
-      if (bus) break;
+      port = 12_000 + Math.floor(Math.random() * 9_000);
+      if (ports.includes(port)) continue;
+      if ((await portFree(port)) && (await portFree(port + 10_000))) break;
     }
     ports.push(port);
     children.push(

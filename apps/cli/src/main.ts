@@ -24,7 +24,7 @@ async function migrate(): Promise<void> {
   const config = loadPlatformConfig({ ...process.env, NODE_ENV: process.env.NODE_ENV ?? 'development', CALIBER_API_KEY: process.env.CALIBER_API_KEY ?? 'not-needed-to-migrate' });
   const { createdDatabase } = await preflight(config);
   if (createdDatabase) say(`created database ${new URL(config.DATABASE_URL).pathname.slice(1)}`);
-  await runMigrations(config.DATABASE_URL);
+  await runMigrations(config.MIGRATE_DATABASE_URL ?? config.DATABASE_URL);
   say('migrations applied');
 }
 
@@ -78,7 +78,7 @@ async function start(): Promise<number> {
 
   const { createdDatabase } = await preflight(config);
   if (createdDatabase) say(`created database ${new URL(config.DATABASE_URL).pathname.slice(1)}`);
-  await runMigrations(config.DATABASE_URL);
+  await runMigrations(config.MIGRATE_DATABASE_URL ?? config.DATABASE_URL);
   say('migrations applied');
 
   const withProcessors = new Set<QueueName>(modules.flatMap((m) => (m.jobs ?? []).map((j) => j.definition.queue)));

@@ -14,7 +14,8 @@ function hostOf(url: string, defaultPort: number): string {
     const u = new URL(url);
     return `${u.hostname}:${u.port || defaultPort}`;
   } catch {
-    return url;
+    // A cluster's node list is not a URL: show it without its password.
+    return redactUrl(url);
   }
 }
 

@@ -106,6 +106,14 @@ export const platformEnvSchema = z
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     DB_POOL_SIZE: envVar.int(10, 1, 1000),
     /**
+     * Where migrations run, as the schema's owner: when DATABASE_URL logs in as a role that may not
+     * change the schema (e.g. through a pooler as `caliber_app`). Default: DATABASE_URL.
+     */
+    MIGRATE_DATABASE_URL: z
+      .string()
+      .refine((v) => /^postgres(ql)?:\/\//.test(v), 'a postgres:// URL')
+      .optional(),
+    /**
      * Where the outbox relay LISTENs (a session): behind a transaction-mode pooler, Postgres itself;
      * `off` relays by polling alone (OUTBOX_POLL_MS). Default: DATABASE_URL.
      */

@@ -72,7 +72,13 @@ export function unavailableService(err: unknown): 'redis' | 'postgres' | undefin
   const e = err as { message?: string; code?: unknown; name?: string } | undefined;
   const message = e?.message ?? '';
   // ioredis with the offline queue off, or out of retries, or closed.
-  if (e?.name === 'QueueUnavailableError' || e?.name === 'MaxRetriesPerRequestError' || /enableOfflineQueue|Connection is closed/.test(message)) return 'redis';
+  // A Redis Cluster losing a master, or all of them, says so in its own words.
+  if (
+    e?.name === 'QueueUnavailableError' ||
+    e?.name === 'MaxRetriesPerRequestError' ||
+    /enableOfflineQueue|Connection is closed|Too many Cluster redirections|CLUSTERDOWN|Cluster isn't ready|Failed to refresh slots cache|None of startup nodes/.test(message)
+  )
+    return 'redis';
   // pg: class 08 (connection), 57P0x (shutdown), 53300 (too many clients), or the socket itself.
   const code = typeof e?.code === 'string' ? e.code : '';
   if (/^(08|57P0)/.test(code) || code === '53300' || ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH'].includes(code)) {

@@ -62,7 +62,7 @@ export type WaitOutcome =
  * shared by every waiting request of this process.
  */
 export class JobWaiter {
-  readonly #events = new Map<QueueName, { events: QueueEvents; ready: Promise<QueueEvents> }>();
+  readonly #events = new Map<QueueName, { events?: QueueEvents; ready: Promise<QueueEvents> }>();
 
   constructor(
     private readonly opts: { connection: Redis; config: PlatformConfig; queues: Queues; pool: pg.Pool },
@@ -71,14 +71,23 @@ export class JobWaiter {
   #eventsFor(queue: QueueName): Promise<QueueEvents> {
     let entry = this.#events.get(queue);
     if (!entry) {
-      const events = new QueueEvents(queue, { connection: this.opts.connection, prefix: queuePrefix(this.opts.config, queue) });
-      events.on('error', () => {});
-      const ready = events.waitUntilReady().then(() => events);
-      entry = { events, ready };
+      const created: { events?: QueueEvents; ready: Promise<QueueEvents> } = { ready: Promise.resolve(undefined as never) };
+      created.ready = (async () => {
+        // Read the stream from its current end, not from "whenever the first read starts": a job
+        // finishing in between (a wider window on a Redis Cluster) would otherwise go unheard.
+        const prefix = queuePrefix(this.opts.config, queue);
+        const last = await this.opts.connection.xrevrange(`${prefix}:${queue}:events`, '+', '-', 'COUNT', 1);
+        const events = new QueueEvents(queue, { connection: this.opts.connection, prefix, lastEventId: last[0]?.[0] ?? '0-0' });
+        created.events = events;
+        events.on('error', () => {});
+        await events.waitUntilReady();
+        return events;
+      })();
+      entry = created;
       this.#events.set(queue, entry);
-      ready.catch(() => {
+      created.ready.catch(() => {
         this.#events.delete(queue);
-        void events.close().catch(() => {});
+        void created.events?.close().catch(() => {});
       });
     }
     return entry.ready;
@@ -88,14 +97,13 @@ export class JobWaiter {
     if (!isQueueName(job.queueName)) throw new Error(`unknown queue ${job.queueName}`);
     const events = await this.#eventsFor(job.queueName);
     const queue = this.opts.queues.get(job.queueName);
-    // Events are the fast path; a finish announced before this process's stream read began (its
-    // first read starts at "now": a window that is wider on a Redis Cluster) would be missed, so
-    // the job's state is also polled, slowly, until the deadline.
+    // Events are the fast path; the job's state is also polled, slowly, as a safety net for an
+    // event lost some other way (the stream trimmed under a burst, a reconnect).
     let settled = false;
     const deadline = Date.now() + Math.max(1, timeoutMs);
     const polled = (async (): Promise<{ result: unknown } | undefined> => {
       while (!settled && Date.now() < deadline) {
-        await delay(Math.min(500, Math.max(1, deadline - Date.now())));
+        await delay(Math.min(2_000, Math.max(1, deadline - Date.now())));
         if (settled) return undefined;
         const state = await queue.getJobState(job.id ?? '').catch(() => 'unknown');
         if (state === 'completed') return { result: (await queue.getJob(job.id ?? ''))?.returnvalue };
@@ -156,7 +164,7 @@ export class JobWaiter {
   async close(): Promise<void> {
     const all = [...this.#events.values()];
     this.#events.clear();
-    await Promise.race([Promise.allSettled(all.map((e) => e.events.close())), delay(2_000)]);
+    await Promise.race([Promise.allSettled(all.map((e) => e.events?.close())), delay(2_000)]);
   }
 }
 

@@ -68,11 +68,16 @@ export function createRedis(url: string, role: RedisRole, name: string): Redis {
   return client;
 }
 
-/** Whether Redis answers within `timeoutMs`; never throws. */
+/**
+ * Whether Redis answers within `timeoutMs`; never throws. On a Cluster, a PING reaches one node
+ * only: the cluster must also say its state is ok (every slot served).
+ */
 export async function pingRedis(client: Redis, timeoutMs = 1_000): Promise<boolean> {
   try {
     const answer = await Promise.race([
-      client.ping(),
+      (client as unknown as { isCluster?: boolean }).isCluster
+        ? (client as unknown as Cluster).cluster('INFO').then((info) => (/cluster_state:ok/.test(String(info)) ? 'PONG' : 'FAIL'))
+        : client.ping(),
       new Promise<never>((_, reject) => setTimeout(() => reject(new Error('timeout')), timeoutMs).unref()),
     ]);
     return answer === 'PONG';

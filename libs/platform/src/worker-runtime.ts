@@ -60,7 +60,7 @@ export function loadQueueLimits(env: Record<string, string | undefined> = proces
   const schema = z.object(
     Object.fromEntries(
       QUEUE_NAMES.flatMap((q) => [
-        [`${envStem(q)}_GLOBAL_CONCURRENCY`, z.coerce.number().int().min(0).max(100_000).optional()],
+        [`${envStem(q)}_GLOBAL_CONCURRENCY`, z.string().trim().regex(/^\d{1,6}$/, 'must be a whole number (0 lifts the cap)').transform(Number).optional()],
         [`${envStem(q)}_RATE_LIMIT`, rate.optional()],
       ]),
     ),
@@ -111,13 +111,20 @@ export function startWorkers(
       // A job whose worker died is retried once more before it counts as failed.
       maxStalledCount: 2,
       ...(opts.limits?.[queue]?.rateLimit ? { limiter: opts.limits[queue]!.rateLimit } : {}),
+      // With a global cap, the worker starts taking jobs only once the cap is written.
+      autorun: opts.limits?.[queue]?.globalConcurrency === undefined,
     });
     const cap = opts.limits?.[queue]?.globalConcurrency;
     if (cap !== undefined) {
       const q = ctx.queues.get(queue);
-      void (cap === 0 ? q.removeGlobalConcurrency() : q.setGlobalConcurrency(cap)).catch((err: unknown) =>
-        ctx.log.warn({ err, queue }, 'could not set the global concurrency now (Redis down?); it is set at the next start'),
-      );
+      void (cap === 0 ? q.removeGlobalConcurrency() : q.setGlobalConcurrency(cap))
+        .then(
+          () => ctx.log.info({ queue, globalConcurrency: cap || 'none' }, 'global concurrency set'),
+          (err: unknown) => ctx.log.warn({ err, queue }, 'could not set the global concurrency now (Redis down?); it is set at the next start'),
+        )
+        .finally(() => {
+          if (!worker.closing) worker.run().catch((err: unknown) => ctx.log.warn({ err, queue }, 'worker stopped'));
+        });
     }
     worker.on('error', (err) => ctx.log.warn({ err, queue }, 'worker error'));
     const handlers = new Map((byQueue.get(queue) ?? []).map((h) => [h.definition.name, h]));
