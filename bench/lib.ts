@@ -148,9 +148,10 @@ export function machine() {
   return { cpus: cpu.length, cpu_model: cpu[0]?.model ?? 'unknown', memory_gib: Math.round(totalmem() / 2 ** 30), node: process.version };
 }
 
-export async function report(result: BenchResult): Promise<void> {
+/** Prints the line and keeps it in `results/<file>.json` (default: the bench's name). */
+export async function report(result: BenchResult, file = result.bench): Promise<void> {
   const line = JSON.stringify(result);
   console.log(line);
   await mkdir(join(ROOT, 'bench', 'results'), { recursive: true });
-  await writeFile(join(ROOT, 'bench', 'results', `${result.bench}.json`), `${JSON.stringify({ ...result, machine: machine(), at: new Date().toISOString() }, null, 2)}\n`);
+  await writeFile(join(ROOT, 'bench', 'results', `${file}.json`), `${JSON.stringify({ ...result, machine: machine(), at: new Date().toISOString() }, null, 2)}\n`);
 }

@@ -88,7 +88,7 @@ export async function retagBench(opts: { files?: number; heads?: number; repeat?
       runs: ourRuns.map((s) => Number(s.toFixed(3))),
       floor_runs: floorRuns.map((s) => Number(s.toFixed(3))),
       enqueue_runs: enqueueRuns.map((s) => Number(s.toFixed(3))),
-    });
+    }, opts.redis ? `retag-scale-${opts.redis}-${workerProcesses}w` : undefined);
   } finally {
     await stack.stop();
     await db.end();

@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { minmaxCalibrate } from '../../libs/head-calibration/src/math.ts';
 import { libraryBatch, skewed } from '../fixtures.ts';
 import { createTestEnv, Harness, spawnService, waitFor, type ChildService, type TestEnv } from '../harness.ts';
 import { inject } from 'vitest';
 import { PGBOUNCER, startPgBouncer } from './pgbouncer.ts';
 import { REDIS_SERVER, startRedisCluster } from './redis-cluster.ts';
+import { tagsAgainstReferences } from './tags.ts';
 
 // Caliber on a 3-master Redis Cluster: the gateway (here) and three worker processes share the
 // queues through it; the end state is checked in Postgres.
@@ -102,17 +102,8 @@ describe.skipIf(!REDIS_SERVER).each(scenarios.filter((s) => !s.pooler || PGBOUNC
       expect(me?.who).toBe('caliber_app');
     }
 
-    const refs = await h.ownerQuery<{ model_name: string; head_name: string; version: number; labels: Record<string, { p5: number; p95: number }> }>('SELECT model_name, head_name, version, labels FROM calibration_references');
-    const byHead = new Map(refs.map((r) => [`${r.model_name}/${r.head_name}`, r]));
-    const tags = await h.ownerQuery<{ model_name: string; head_name: string; label: string; raw_score: number; calibrated_score: number; calibration_version: number }>(
-      'SELECT model_name, head_name, label, raw_score, calibrated_score, calibration_version FROM library_tags',
-    );
-    expect(tags).toHaveLength(FILES * 4);
-    const wrong = tags.filter((t) => {
-      const ref = byHead.get(`${t.model_name}/${t.head_name}`)!;
-      const label = ref.labels[t.label]!;
-      return t.calibration_version !== ref.version || t.calibrated_score !== minmaxCalibrate(t.raw_score, label.p5, label.p95);
-    });
+    const { tags, wrong } = await tagsAgainstReferences(h);
+    expect(tags).toBe(FILES * 4);
     expect(wrong).toEqual([]);
     expect(await h.ownerQuery('SELECT count(*)::int AS n FROM outbox WHERE relayed_at IS NULL')).toEqual([{ n: 0 }]);
     // What reads Redis beside the queues works on the cluster too: schedules, metrics, Bull Board, the queues page.

@@ -1,12 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
-import { minmaxCalibrate } from '../../libs/head-calibration/src/math.ts';
 import { MIGRATIONS_DIR, runMigrations, tryAdvisoryLock } from '../../libs/platform/src/index.ts';
 import { readdirSync } from 'node:fs';
 import pg from 'pg';
 import { libraryBatch, skewed } from '../fixtures.ts';
 import { createTestEnv, Harness, waitFor, type TestEnv } from '../harness.ts';
 import { PGBOUNCER, startPgBouncer } from './pgbouncer.ts';
+import { tagsAgainstReferences } from './tags.ts';
 
 // Caliber through a transaction-mode pooler: gateway and workers see Postgres only through
 // PgBouncer, where no session state survives a transaction.
@@ -100,18 +100,9 @@ describe.skipIf(!PGBOUNCER)('behind PgBouncer in transaction mode', () => {
     }, { what: 'the retag backlog', timeoutMs: 120_000 });
     expect(done).toMatchObject({ total: FILES, done: FILES, failed: 0 });
 
-    const refs = await h.ownerQuery<{ model_name: string; head_name: string; version: number; labels: Record<string, { p5: number; p95: number }> }>('SELECT model_name, head_name, version, labels FROM calibration_references');
-    expect(refs.map((r) => `${r.model_name}/${r.head_name}@${r.version}`).sort()).toEqual([`${DANCE}@1`, `${MOOD}@1`]);
-    const byHead = new Map(refs.map((r) => [`${r.model_name}/${r.head_name}`, r]));
-    const tags = await h.ownerQuery<{ model_name: string; head_name: string; label: string; raw_score: number; calibrated_score: number; calibration_version: number }>(
-      'SELECT model_name, head_name, label, raw_score, calibrated_score, calibration_version FROM library_tags',
-    );
-    expect(tags).toHaveLength(FILES * 4);
-    const wrong = tags.filter((t) => {
-      const ref = byHead.get(`${t.model_name}/${t.head_name}`)!;
-      const label = ref.labels[t.label]!;
-      return t.calibration_version !== ref.version || t.calibrated_score !== minmaxCalibrate(t.raw_score, label.p5, label.p95);
-    });
+    const { references, tags, wrong } = await tagsAgainstReferences(h);
+    expect(references.map((r) => `${r.model_name}/${r.head_name}@${r.version}`).sort()).toEqual([`${DANCE}@1`, `${MOOD}@1`]);
+    expect(tags).toBe(FILES * 4);
     expect(wrong).toEqual([]);
     // A second run (it takes the run lock the first one held) completes: no lock was left behind.
     const again = await h.request('POST', '/admin/calibration/run?wait=true&timeout=60');
